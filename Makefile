@@ -1,0 +1,79 @@
+# One command to run the app, one to test it. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+# Tests use their own Redis so a running dev worker never takes their tasks.
+TEST_ENV := TRIAGE_ENV=test TRIAGE_REDIS_PORT=6392
+
+.PHONY: help venv browser run services migrate demo worker web test test-fast bench stop lint clean
+
+help:
+	@echo "make run    - install, start Postgres+pgvector and Redis, migrate, load demo data, start a worker and the web server"
+	@echo "make test   - the whole test suite (installs what it needs, Chromium included)"
+	@echo "make bench  - benchmarks (bench/), results in bench/results/"
+	@echo "make stop   - stop the embedded Postgres and Redis and background workers"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
+	touch $@
+
+# Debian's Chromium for the Playwright browser tests (Playwright's own browser download cannot work offline).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+services: venv
+	$(PY) manage.py check --deploy --fail-level ERROR >/dev/null 2>&1 || true
+	$(PY) -c "import os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings'); import django; django.setup(); from django.conf import settings; print('Postgres:', settings.DATABASES['default']['HOST'] or 'local socket', '| Redis:', settings.REDIS_URL)"
+
+migrate: venv
+	$(PY) manage.py migrate --no-input
+
+demo: migrate
+	$(PY) manage.py load_demo
+
+worker: venv
+	mkdir -p .data/logs
+	-pkill -f "celery -A config worker" ; sleep 1
+	nohup $(PY) -m celery -A config worker -B -Q default,inference,training -c 2 --loglevel INFO \
+		--schedule .data/celerybeat-schedule > .data/logs/worker.log 2>&1 &
+	@echo "Celery worker (with beat) started; log: .data/logs/worker.log"
+
+web: venv
+	@echo ""
+	@echo "  Triage is at http://$(HOST):$(PORT)/  (health: http://$(HOST):$(PORT)/healthz)"
+	@echo "  Log in as admin / triage-admin (admin) or agent / triage-agent (agent)."
+	@echo ""
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+run: demo worker web
+
+test: venv browser
+	$(TEST_ENV) $(PY) -m pytest
+
+test-fast: venv
+	$(TEST_ENV) $(PY) -m pytest -m "not browser and not slow"
+
+bench: venv
+	mkdir -p bench/results
+	$(TEST_ENV) $(PY) bench/run_all.py
+
+stop:
+	-pkill -f "celery -A config worker"
+	$(PY) -c "from config.embedded import stop_all; stop_all()"
+
+lint: venv
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean: stop
+	rm -rf .data artifacts

@@ -1,0 +1,77 @@
+"""Model registry: every scorer that ever produced a prediction is a ModelVersion row."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ModelVersion(models.Model):
+    """One servable routing model: a zero-shot scorer configuration or a trained SetFit model.
+
+    Predictions reference the version that produced them. Exactly one version is the champion
+    (``status == CHAMPION``) at a time; it routes new tickets.
+    """
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        TRAINING = "training", "Training"
+        CHAMPION = "champion", "Champion"
+        RETIRED = "retired", "Retired"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+
+    scorer = models.CharField(max_length=32, help_text="Scorer name: nli, embedding, cross-encoder, setfit.")
+    model_ref = models.CharField(max_length=500, help_text="Hub id, packaged model or path of the weights.")
+    version = models.CharField(max_length=64, help_text="Human-readable version label.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    config = models.JSONField(default=dict, blank=True, help_text="Scorer settings (template, head, ...).")
+    # Calibration fitted for this version: {"method": "temperature", "temperature": 1.7, ...}
+    calibration = models.JSONField(default=dict, blank=True)
+    # Per-class thresholds fitted for this version: {"<team slug>": 0.83, ...}
+    thresholds = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    label_counts = models.JSONField(default=dict, blank=True)
+    data_hash = models.CharField(max_length=64, blank=True)
+    training_seconds = models.FloatField(null=True, blank=True)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    trigger = models.CharField(max_length=32, blank=True, help_text="manual, threshold, schedule, bootstrap.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="champion"), name="one_champion_model_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scorer}:{self.version}"
+
+
+class TrainingRun(models.Model):
+    """Progress and outcome of one retraining job, shown to admins while it runs."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    model_version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="training_run")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    progress = models.JSONField(default=dict, blank=True, help_text="step, total_steps, epoch, eta_seconds.")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

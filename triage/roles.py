@@ -1,0 +1,62 @@
+"""Roles are Django groups: ``agents`` work tickets, ``admins`` also tune routing and models.
+
+Views use the decorators and mixins here so that a role check is written once.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Callable
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import AccessMixin
+from django.core.exceptions import PermissionDenied
+
+AGENTS = "agents"
+ADMINS = "admins"
+INTEGRATIONS = "integrations"
+
+
+def is_admin(user: Any) -> bool:
+    return bool(user.is_authenticated and (user.is_superuser or user.groups.filter(name=ADMINS).exists()))
+
+
+def is_agent(user: Any) -> bool:
+    """Admins can do everything agents can."""
+    return bool(user.is_authenticated and (is_admin(user) or user.groups.filter(name=AGENTS).exists()))
+
+
+def _role_required(check: Callable[[Any], bool]) -> Callable:
+    def decorator(view: Callable) -> Callable:
+        @login_required
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not check(request.user):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+agent_required = _role_required(is_agent)
+admin_required = _role_required(is_admin)
+
+
+class AgentRequiredMixin(AccessMixin):
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        if not is_agent(request.user):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+
+class AdminRequiredMixin(AccessMixin):
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        if not is_admin(request.user):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
