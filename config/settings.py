@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "triage",
     "search",
     "mlops",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -174,6 +175,7 @@ TRIAGE_STUCK_AFTER_SECONDS = env_int("TRIAGE_STUCK_AFTER_SECONDS", 300, minimum=
 TRIAGE_NLI_MODEL = env_str("TRIAGE_NLI_MODEL", "cross-encoder/nli-deberta-v3-small")
 TRIAGE_EMBEDDER_MODEL = env_str("TRIAGE_EMBEDDER_MODEL", "packaged:all-MiniLM-L6-v2")
 TRIAGE_RERANKER_MODEL = env_str("TRIAGE_RERANKER_MODEL", "packaged:ms-marco-MiniLM-L-12-v2-int8")
+TRIAGE_RERANKER_BACKEND = env_str("TRIAGE_RERANKER_BACKEND", "auto")  # auto, onnx or torch
 TRIAGE_ROUTING_SCORER = env_str("TRIAGE_ROUTING_SCORER", "auto")
 TRIAGE_INFERENCE_DEVICE = env_str("TRIAGE_INFERENCE_DEVICE", "auto")
 TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket is about {}.")

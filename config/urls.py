@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("django-admin/", admin.site.urls),
+    path("api/", include("api.urls")),
     path("", include("triage.urls")),
     path("kb/", include("search.urls")),
     path("models/", include("mlops.urls")),

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class MlopsConfig(AppConfig):
     name = "mlops"
     verbose_name = "Models"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (connects worker_process_init)
