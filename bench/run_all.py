@@ -1,0 +1,35 @@
+"""Run every benchmark in bench/ (files named bench_*.py with a main()), in one process each.
+
+Results land in bench/results/<name>.json; each benchmark prints its own table. Speed targets are
+ratios against a named baseline measured in the same run, never absolute timings.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    only = set(sys.argv[1:])
+    scripts = sorted(p for p in HERE.glob("bench_*.py") if not only or p.stem.removeprefix("bench_") in only)
+    failed = []
+    for script in scripts:
+        print(f"\n=== {script.stem} ===", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        print(f"--- {script.stem}: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
+        if code:
+            failed.append(script.stem)
+    if failed:
+        print("failed:", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
