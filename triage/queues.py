@@ -1,0 +1,162 @@
+"""The agent queues: which tickets a queue holds, in what order, and which ticket comes next.
+
+A queue is described by a ``QueueParams`` (queue name, team, search text, sort). The dashboard carries
+those parameters from the queue list to each ticket page so that "next ticket" walks the same list the
+agent was looking at, even after the current ticket has left it (accepted tickets leave "needs triage").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+
+from .models import Prediction, Ticket
+
+# The same expression as the ``ticket_fulltext`` GIN index on Ticket: a query must repeat it exactly
+# for Postgres to use the index.
+TICKET_SEARCH_VECTOR = SearchVector("subject", "body", config="english")
+
+QUEUES = {
+    "open": "All open",
+    "needs_triage": "Needs triage",
+    "mine": "Mine",
+    "resolved": "Resolved",
+    "all": "All",
+}
+DEFAULT_QUEUE = "open"
+
+# Sort name -> annotation or field it orders by. "-name" is descending.
+SORT_FIELDS = {
+    "created": "created_at",
+    "updated": "updated_at",
+    "confidence": "confidence",
+    "relevance": "rank",
+}
+DEFAULT_SORT = "-created"
+DEFAULT_SEARCH_SORT = "-relevance"
+_TICKET_NUMBER = re.compile(r"^#?(\d{1,12})$")
+
+
+@dataclass(frozen=True)
+class QueueParams:
+    """What the agent chose on the queue page. Unknown or malformed values fall back to defaults."""
+
+    queue: str = DEFAULT_QUEUE
+    team: str = ""
+    q: str = ""
+    sort: str = DEFAULT_SORT
+
+    @classmethod
+    def from_query(cls, query) -> QueueParams:
+        queue = query.get("queue") or DEFAULT_QUEUE
+        if queue not in QUEUES:
+            queue = DEFAULT_QUEUE
+        team = (query.get("team") or "").strip()[:64]
+        q = (query.get("q") or "").strip()[:200]
+        sort = query.get("sort") or (DEFAULT_SEARCH_SORT if q else DEFAULT_SORT)
+        if sort.lstrip("-") not in SORT_FIELDS or (sort.lstrip("-") == "relevance" and not q):
+            sort = DEFAULT_SEARCH_SORT if q else DEFAULT_SORT
+        return cls(queue=queue, team=team, q=q, sort=sort)
+
+    @property
+    def sort_field(self) -> str:
+        return SORT_FIELDS[self.sort.lstrip("-")]
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    def as_query(self, **overrides: str) -> str:
+        """URL query string of these parameters (defaults left out), e.g. ``queue=mine&sort=-updated``."""
+        values = {"queue": self.queue, "team": self.team, "q": self.q, "sort": self.sort, **overrides}
+        default_sort = DEFAULT_SEARCH_SORT if values["q"] else DEFAULT_SORT
+        defaults = {"queue": DEFAULT_QUEUE, "team": "", "q": "", "sort": default_sort}
+        return urlencode({k: v for k, v in values.items() if v and v != defaults.get(k)})
+
+
+def with_latest_prediction(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
+    """Annotate each ticket with its latest routing decision's ``confidence`` and ``decision``."""
+    latest = Prediction.objects.filter(ticket=OuterRef("pk")).order_by("-created_at", "-pk")
+    return tickets.annotate(
+        confidence=Subquery(latest.values("confidence")[:1]),
+        decision=Subquery(latest.values("decision")[:1]),
+    )
+
+
+def queue_tickets(params: QueueParams, user) -> QuerySet[Ticket]:
+    """The tickets of a queue, annotated and ordered, ready to paginate."""
+    tickets = Ticket.objects.select_related("team", "assignee")
+    if params.queue == "open":
+        tickets = tickets.exclude(status=Ticket.Status.RESOLVED)
+    elif params.queue == "needs_triage":
+        tickets = tickets.filter(status=Ticket.Status.NEEDS_TRIAGE)
+    elif params.queue == "mine":
+        tickets = tickets.filter(assignee=user).exclude(status=Ticket.Status.RESOLVED)
+    elif params.queue == "resolved":
+        tickets = tickets.filter(status=Ticket.Status.RESOLVED)
+    if params.team:
+        tickets = tickets.filter(team__slug=params.team)
+    tickets = with_latest_prediction(tickets)
+    if params.q:
+        tickets = _search(tickets, params.q)
+    return tickets.order_by(*_ordering(params))
+
+
+def _search(tickets: QuerySet[Ticket], text: str) -> QuerySet[Ticket]:
+    query = SearchQuery(text, config="english", search_type="websearch")
+    tickets = tickets.annotate(search=TICKET_SEARCH_VECTOR, rank=SearchRank(TICKET_SEARCH_VECTOR, query))
+    matches = Q(search=query)
+    number = _TICKET_NUMBER.match(text)
+    if number:
+        # Agents paste ticket numbers ("#1234") into the search box.
+        matches |= Q(pk=int(number.group(1)))
+    return tickets.filter(matches)
+
+
+def _ordering(params: QueueParams, *, reverse: bool = False) -> list:
+    descending = params.descending != reverse
+    # Nulls (tickets without a decision yet) come last in the list; walking backwards meets them first.
+    expression = F(params.sort_field)
+    if descending:
+        primary = expression.desc(nulls_last=True) if not reverse else expression.desc(nulls_first=True)
+    else:
+        primary = expression.asc(nulls_last=True) if not reverse else expression.asc(nulls_first=True)
+    return [primary, "-pk" if descending else "pk"]
+
+
+def neighbour(params: QueueParams, user, ticket: Ticket, *, forward: bool = True) -> Ticket | None:
+    """The ticket after (or before) ``ticket`` in the queue ``params`` describes.
+
+    Works by keyset on the sort value and the id, so it also finds the next ticket when ``ticket``
+    itself has just left the queue (accepted, resolved, reassigned).
+    """
+    tickets = queue_tickets(params, user)
+    name = params.sort_field
+    anchor = with_latest_prediction(Ticket.objects.filter(pk=ticket.pk))
+    if name == "rank":
+        anchor = _search(anchor, params.q)
+    if not anchor.exists():
+        # The current ticket does not match the search it came from: start at the top of the list.
+        return (tickets if forward else tickets.order_by(*_ordering(params, reverse=True))).first()
+    value = anchor.values_list(name, flat=True).first()
+    later = "lt" if params.descending else "gt"
+    earlier = "gt" if params.descending else "lt"
+    if forward:
+        if value is None:
+            condition = Q(**{f"{name}__isnull": True, f"pk__{later}": ticket.pk})
+        else:
+            condition = (
+                Q(**{f"{name}__{later}": value})
+                | Q(**{name: value, f"pk__{later}": ticket.pk})
+                | Q(**{f"{name}__isnull": True})
+            )
+        return tickets.filter(condition).first()
+    if value is None:
+        condition = Q(**{f"{name}__isnull": False}) | Q(**{f"{name}__isnull": True, f"pk__{earlier}": ticket.pk})
+    else:
+        condition = Q(**{f"{name}__{earlier}": value}) | Q(**{name: value, f"pk__{earlier}": ticket.pk})
+    return tickets.filter(condition).order_by(*_ordering(params, reverse=True)).first()
