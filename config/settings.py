@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "triage",
     "search",
     "mlops",
@@ -182,6 +183,22 @@ TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket 
 TRIAGE_TARGET_PRECISION = env_float("TRIAGE_TARGET_PRECISION", 0.9, lo=0.0, hi=1.0)
 TRIAGE_ARTIFACTS_DIR = Path(env_str("TRIAGE_ARTIFACTS_DIR", str(BASE_DIR / "artifacts")) or "artifacts")
 
+# --- Retraining (mlops/training.py) ---------------------------------------------------------
+# The trigger fires when every active team has MIN_LABELS_PER_TEAM labels and MIN_NEW_LABELS arrived
+# since the last training; beat checks every RETRAIN_CHECK_SECONDS. A challenger is promoted when its
+# held-out macro-F1 beats the champion's by PROMOTION_MARGIN. SETFIT_RECIPE: JSON SetFitRecipe overrides.
+TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM = env_int("TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM", 8, minimum=3)
+TRIAGE_RETRAIN_MIN_NEW_LABELS = env_int("TRIAGE_RETRAIN_MIN_NEW_LABELS", 20, minimum=1)
+TRIAGE_PROMOTION_MARGIN = env_float("TRIAGE_PROMOTION_MARGIN", 0.02, lo=0.0, hi=1.0)
+TRIAGE_RETRAIN_HOLDOUT = env_float("TRIAGE_RETRAIN_HOLDOUT", 0.25, lo=0.05, hi=0.5)
+TRIAGE_RETRAIN_CHECK_SECONDS = env_int("TRIAGE_RETRAIN_CHECK_SECONDS", 600, minimum=5)
+TRIAGE_TRAINING_STALE_SECONDS = env_int("TRIAGE_TRAINING_STALE_SECONDS", 900, minimum=30)
+TRIAGE_SETFIT_RECIPE = env_str("TRIAGE_SETFIT_RECIPE", "")
+CELERY_BEAT_SCHEDULE["check-retrain-trigger"] = {
+    "task": "mlops.tasks.check_retrain_trigger_task",
+    "schedule": TRIAGE_RETRAIN_CHECK_SECONDS,
+}
+
 # --- Auth, static, i18n ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -216,10 +233,41 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.PerTokenRateThrottle"],
+    # Requests per token (by its scope), per logged-in user, per address: "<n>/<s|min|hour|day>".
+    "DEFAULT_THROTTLE_RATES": {
+        "api_agent": env_str("API_THROTTLE_AGENT", "1200/min"),
+        "api_admin": env_str("API_THROTTLE_ADMIN", "1200/min"),
+        "api_integration": env_str("API_THROTTLE_INTEGRATION", "600/min"),
+        "api_session": env_str("API_THROTTLE_SESSION", "1200/min"),
+        "api_anon": env_str("API_THROTTLE_ANON", "60/min"),
+    },
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Triage API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Triage API",
+    "VERSION": "1.0.0",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "triage.models.Ticket.Status",
+        "ModelVersionStatusEnum": "mlops.models.ModelVersion.Status",
+    },
+    # Swagger UI and Redoc from the installed sidecar package: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Outgoing webhooks: per-attempt timeout, attempts before giving up, backoff base and cap (seconds).
+API_WEBHOOK_TIMEOUT_SECONDS = env_float("API_WEBHOOK_TIMEOUT_SECONDS", 10.0, lo=0.1, hi=120.0)
+API_WEBHOOK_MAX_ATTEMPTS = env_int("API_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+API_WEBHOOK_BACKOFF_SECONDS = env_float("API_WEBHOOK_BACKOFF_SECONDS", 30.0, lo=0.0, hi=86400.0)
+API_WEBHOOK_BACKOFF_MAX_SECONDS = env_float("API_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0, lo=0.0, hi=86400.0)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,25 @@
+"""DRF exception handler that also answers Django ``ValidationError`` from services as a 400."""
+
+from __future__ import annotations
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler
+
+
+def field_errors(error: DjangoValidationError) -> dict[str, list[str]]:
+    """The service's messages keyed by field, in DRF's shape (``non_field_errors`` for the rest)."""
+    if hasattr(error, "error_dict"):
+        return {
+            (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): messages
+            for field, messages in error.message_dict.items()
+        }
+    return {api_settings.NON_FIELD_ERRORS_KEY: error.messages}
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(field_errors(exc))
+    return exception_handler(exc, context)

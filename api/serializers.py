@@ -1,0 +1,253 @@
+"""Request and response shapes of the API. Writes are validated again, and stored, by services."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from mlops.models import ModelVersion
+from search.models import Article, Suggestion
+from triage.models import BODY_MAX, SUBJECT_MAX, Correction, Prediction, Team, Ticket
+from triage.services import EXTERNAL_ID_MAX, REQUESTER_MAX
+
+from .fields import StrictBooleanField, StrictCharField, StrictFloatField, TeamRefField, find_team
+
+
+class TeamBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "slug", "name"]
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "slug", "name", "description", "mode", "threshold", "active", "updated_at"]
+
+
+class TeamRoutingSerializer(serializers.ModelSerializer):
+    """An admin's view of a team's routing: mode and auto-route threshold."""
+
+    threshold = StrictFloatField(min_value=0.0, max_value=1.0, required=False)
+    reason = StrictCharField(write_only=True, required=False, allow_blank=True, max_length=200)
+
+    class Meta:
+        model = Team
+        fields = ["id", "slug", "name", "mode", "threshold", "reason", "updated_at"]
+        read_only_fields = ["id", "slug", "name", "updated_at"]
+
+
+class TicketCreateSerializer(serializers.Serializer):
+    """What an integration sends. Limits mirror ``triage.services.clean_ticket_fields``, which has the last word."""
+
+    subject = StrictCharField(required=False, allow_blank=True, max_length=SUBJECT_MAX, trim_whitespace=False)
+    body = StrictCharField(max_length=BODY_MAX, trim_whitespace=False)
+    requester = StrictCharField(
+        required=False, allow_blank=True, max_length=REQUESTER_MAX, help_text="The requester's e-mail address."
+    )
+    channel = serializers.ChoiceField(choices=Ticket.Channel.choices, default=Ticket.Channel.API)
+    external_id = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=EXTERNAL_ID_MAX,
+        help_text="Your system's id. Sending the same id again returns the stored ticket (200), never a duplicate.",
+    )
+    team = TeamRefField(
+        required=False, allow_null=True, help_text="A team label the sender already knows (id or slug), if any."
+    )
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    chosen_team = TeamBriefSerializer(read_only=True)
+    model_version = serializers.SerializerMethodField()
+    top = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "decision",
+            "chosen_team",
+            "confidence",
+            "threshold",
+            "scores",
+            "top",
+            "scorer",
+            "model_version",
+            "latency_ms",
+            "created_at",
+        ]
+
+    def get_model_version(self, prediction) -> dict:
+        version = prediction.model_version
+        return {"id": version.pk, "scorer": version.scorer, "version": version.version}
+
+    def get_top(self, prediction) -> list[dict]:
+        return [{"team": slug, "score": score} for slug, score in prediction.top(3)]
+
+
+class ArticleBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Article
+        fields = ["id", "title", "url"]
+
+
+class SuggestionSerializer(serializers.ModelSerializer):
+    article = ArticleBriefSerializer(read_only=True)
+    passage = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Suggestion
+        fields = ["rank", "score", "article", "passage"]
+
+    def get_passage(self, suggestion) -> str | None:
+        return suggestion.passage_text or (suggestion.passage.text if suggestion.passage_id else None)
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    from_team = TeamBriefSerializer(read_only=True)
+    to_team = TeamBriefSerializer(read_only=True)
+    agent = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Correction
+        fields = ["id", "kind", "from_team", "to_team", "to_team_slug", "agent", "source", "created_at"]
+
+
+class TicketSerializer(serializers.ModelSerializer):
+    team = TeamBriefSerializer(read_only=True)
+    decision = serializers.SerializerMethodField(help_text="Decision of the latest routing, null before routing.")
+
+    class Meta:
+        model = Ticket
+        fields = [
+            "id",
+            "external_id",
+            "subject",
+            "body",
+            "requester",
+            "channel",
+            "status",
+            "team",
+            "decision",
+            "created_at",
+            "updated_at",
+            "resolved_at",
+        ]
+
+    def get_decision(self, ticket) -> str | None:
+        return getattr(ticket, "latest_decision", None)
+
+
+class TicketDetailSerializer(TicketSerializer):
+    prediction = serializers.SerializerMethodField()
+    suggestions = serializers.SerializerMethodField()
+    labels = LabelSerializer(source="corrections", many=True, read_only=True)
+
+    class Meta(TicketSerializer.Meta):
+        fields = [*TicketSerializer.Meta.fields, "prediction", "suggestions", "labels"]
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, ticket) -> dict | None:
+        prediction = ticket.predictions.select_related("chosen_team", "model_version").order_by("-created_at").first()
+        return PredictionSerializer(prediction).data if prediction is not None else None
+
+    @extend_schema_field(SuggestionSerializer(many=True))
+    def get_suggestions(self, ticket) -> list:
+        suggestions = ticket.suggestions.select_related("article", "passage").order_by("rank")
+        return SuggestionSerializer(suggestions, many=True).data
+
+
+class TicketFilterSerializer(serializers.Serializer):
+    """Query parameters of the ticket list."""
+
+    team = serializers.CharField(required=False, help_text="Team id or slug.")
+    status = serializers.ChoiceField(choices=Ticket.Status.choices, required=False)
+    decision = serializers.ChoiceField(
+        choices=Prediction.Decision.choices, required=False, help_text="Decision of the latest routing."
+    )
+    created_after = serializers.DateTimeField(required=False, help_text="ISO 8601 date or date-time, inclusive.")
+    created_before = serializers.DateTimeField(required=False, help_text="ISO 8601 date or date-time, exclusive.")
+
+    def validate_team(self, value: str) -> Team:
+        team = find_team(value)
+        if team is None:
+            raise serializers.ValidationError(f"Unknown team {value!r}.")
+        return team
+
+
+class CorrectionSerializer(serializers.Serializer):
+    team = TeamRefField(help_text="The right team (id or slug).")
+
+
+class ArticleFeedbackSerializer(serializers.Serializer):
+    article = serializers.PrimaryKeyRelatedField(queryset=Article.objects.all())
+    helpful = StrictBooleanField()
+
+
+class ArticleFeedbackResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    ticket = serializers.IntegerField(source="ticket_id")
+    article = serializers.IntegerField(source="article_id")
+    helpful = serializers.BooleanField()
+    rank = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ArticleSerializer(serializers.ModelSerializer):
+    """Types are checked here; ``search.services`` validates the rest, sanitises and indexes."""
+
+    team = TeamRefField(required=False, allow_null=True, write_only=True, help_text="Owning team (id or slug).")
+    team_detail = TeamBriefSerializer(source="team", read_only=True)
+    title = StrictCharField(max_length=300)
+    body = StrictCharField()
+    external_id = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=200)
+    published = StrictBooleanField(required=False)
+    searchable = serializers.BooleanField(read_only=True, help_text="Published and fully indexed.")
+
+    class Meta:
+        model = Article
+        fields = [
+            "id",
+            "external_id",
+            "url",
+            "title",
+            "body",
+            "body_format",
+            "body_html",
+            "team",
+            "team_detail",
+            "published",
+            "searchable",
+            "index_state",
+            "indexed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["body_html", "searchable", "index_state", "indexed_at", "created_at", "updated_at"]
+        # Uniqueness is the service's to decide (it upserts by external_id or URL), not the serializer's.
+        extra_kwargs = {"url": {"validators": []}}
+        validators: list = []
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "scorer",
+            "model_ref",
+            "version",
+            "status",
+            "config",
+            "calibration",
+            "thresholds",
+            "metrics",
+            "label_counts",
+            "trigger",
+            "training_seconds",
+            "error",
+            "created_at",
+            "promoted_at",
+        ]

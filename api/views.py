@@ -1,0 +1,273 @@
+"""API views: thin. They check the role, validate the shape, call a service and render the result."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError
+from django.db.models import OuterRef, Subquery
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+from mlops.models import ModelVersion
+from mlops.tuning_services import set_team_routing
+from search import services as search_services
+from search.models import Article
+from triage.models import Prediction, Team, Ticket
+from triage.services import create_ticket
+
+from . import services
+from .models import IDEMPOTENCY_KEY_MAX
+from .permissions import CanCreateTickets, IsAdmin, IsAgent
+from .serializers import (
+    ArticleFeedbackResultSerializer,
+    ArticleFeedbackSerializer,
+    ArticleSerializer,
+    CorrectionSerializer,
+    LabelSerializer,
+    ModelVersionSerializer,
+    TeamRoutingSerializer,
+    TeamSerializer,
+    TicketCreateSerializer,
+    TicketDetailSerializer,
+    TicketFilterSerializer,
+    TicketSerializer,
+)
+
+ID = r"[0-9]+"
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        "Any unique string up to 255 characters. A retry with the same key and body returns the first "
+        "response again (header Idempotent-Replayed: true); the same key with another body is refused (422)."
+    ),
+)
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ApiViewSet(viewsets.GenericViewSet):
+    parser_classes = [JSONParser]
+    pagination_class = Pagination
+    lookup_value_regex = ID
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List tickets", parameters=[TicketFilterSerializer]),
+    retrieve=extend_schema(summary="A ticket with its latest prediction, article suggestions and labels"),
+)
+class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    serializer_class = TicketSerializer
+
+    def get_permissions(self):
+        return [CanCreateTickets()] if self.action == "create" else [IsAgent()]
+
+    def get_serializer_class(self):
+        return {
+            "retrieve": TicketDetailSerializer,
+            "create": TicketCreateSerializer,
+            "correct": CorrectionSerializer,
+            "article_feedback": ArticleFeedbackSerializer,
+        }.get(self.action, TicketSerializer)
+
+    def get_queryset(self):
+        latest = Prediction.objects.filter(ticket=OuterRef("pk")).order_by("-created_at").values("decision")[:1]
+        return (
+            Ticket.objects.select_related("team")
+            .annotate(latest_decision=Subquery(latest))
+            .order_by("-created_at", "-pk")
+        )
+
+    def list(self, request, *args, **kwargs):
+        filters = TicketFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        tickets = self.get_queryset()
+        if "team" in wanted:
+            tickets = tickets.filter(team=wanted["team"])
+        if "status" in wanted:
+            tickets = tickets.filter(status=wanted["status"])
+        if "decision" in wanted:
+            tickets = tickets.filter(latest_decision=wanted["decision"])
+        if "created_after" in wanted:
+            tickets = tickets.filter(created_at__gte=wanted["created_after"])
+        if "created_before" in wanted:
+            tickets = tickets.filter(created_at__lt=wanted["created_before"])
+        page = self.paginate_queryset(tickets)
+        return self.get_paginated_response(TicketSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Create a ticket",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=TicketCreateSerializer,
+        responses={
+            201: TicketSerializer,
+            200: OpenApiResponse(TicketSerializer, description="A ticket with this external_id already existed."),
+            422: OpenApiResponse(description="The Idempotency-Key was used before with another body."),
+        },
+    )
+    def create(self, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii() and key.isprintable()):
+            return Response(
+                {"Idempotency-Key": [f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters"]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        serializer = TicketCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+
+        def create() -> tuple[int, dict, Ticket]:
+            try:
+                ticket, created = create_ticket(serializer.validated_data, created_by=request.user)
+            except IntegrityError:
+                # Another request stored the same external_id between our check and insert: return that one.
+                ticket, created = create_ticket(serializer.validated_data, created_by=request.user)
+            body = TicketSerializer(self.get_queryset().get(pk=ticket.pk)).data
+            return (status.HTTP_201_CREATED if created else status.HTTP_200_OK), body, ticket
+
+        if key is None:
+            code, body, _ticket = create()
+            return Response(body, status=code)
+        try:
+            outcome = services.run_once(request.user, key, services.request_fingerprint(request.data), create)
+        except services.IdempotencyKeyReused:
+            return Response(
+                {"detail": "This Idempotency-Key was already used with a different request body."},
+                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            )
+        response = Response(outcome.body, status=outcome.status)
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(
+        summary="Accept the routing (or the suggestion) as the ticket's label",
+        request=None,
+        responses={201: LabelSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        label = services.accept_routing(self.get_object(), agent=request.user)
+        return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Correct the routing: label the ticket with the right team and route it there",
+        responses={201: LabelSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def correct(self, request, pk=None):
+        ticket = self.get_object()
+        serializer = CorrectionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        label = services.correct_routing(ticket, serializer.validated_data["team"], agent=request.user)
+        return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Say whether a suggested article helped with this ticket",
+        responses={201: ArticleFeedbackResultSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="article-feedback")
+    def article_feedback(self, request, pk=None):
+        ticket = self.get_object()
+        serializer = ArticleFeedbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        feedback = search_services.record_suggestion_feedback(
+            ticket,
+            serializer.validated_data["article"],
+            helpful=serializer.validated_data["helpful"],
+            agent=request.user,
+        )
+        return Response(ArticleFeedbackResultSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(list=extend_schema(summary="List teams"), retrieve=extend_schema(summary="A team"))
+class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    queryset = Team.objects.order_by("name")
+    serializer_class = TeamSerializer
+    permission_classes = [IsAgent]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Routing mode and auto-route threshold of every team (admins)"),
+    retrieve=extend_schema(summary="Routing mode and threshold of one team (admins)"),
+    partial_update=extend_schema(summary="Change a team's mode or threshold; each change is audited (admins)"),
+)
+class ThresholdViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, ApiViewSet):
+    queryset = Team.objects.order_by("name")
+    serializer_class = TeamRoutingSerializer
+    permission_classes = [IsAdmin]
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def perform_update(self, serializer):
+        data = serializer.validated_data
+        set_team_routing(
+            serializer.instance,
+            mode=data.get("mode"),
+            threshold=data.get("threshold"),
+            user=self.request.user,
+            reason=data.get("reason", ""),
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Routing model versions (admins)"),
+    retrieve=extend_schema(summary="One model version with its metrics, calibration and thresholds (admins)"),
+)
+class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    queryset = ModelVersion.objects.order_by("-created_at", "-pk")
+    serializer_class = ModelVersionSerializer
+    permission_classes = [IsAdmin]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Knowledge-base articles"),
+    retrieve=extend_schema(summary="One article"),
+    create=extend_schema(
+        summary="Create an article (admins); it is sanitised and indexed",
+        responses={
+            201: ArticleSerializer,
+            200: OpenApiResponse(ArticleSerializer, description="Updated by external_id or URL."),
+        },
+    ),
+    update=extend_schema(summary="Replace an article (admins)"),
+    partial_update=extend_schema(summary="Change some fields of an article (admins)"),
+    destroy=extend_schema(summary="Delete an article and its passages (admins)"),
+)
+class ArticleViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    ApiViewSet,
+):
+    queryset = Article.objects.select_related("team").order_by("title", "pk")
+    serializer_class = ArticleSerializer
+
+    def get_permissions(self):
+        return [IsAgent()] if self.action in ("list", "retrieve") else [IsAdmin()]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # Upsert: an external_id or URL that is already stored updates that article (200).
+        article, outcome = search_services.upsert_article(serializer.validated_data)
+        code = status.HTTP_201_CREATED if outcome == "created" else status.HTTP_200_OK
+        return Response(self.get_serializer(article).data, status=code)
+
+    def perform_update(self, serializer):
+        serializer.instance, _outcome = search_services.upsert_article(
+            serializer.validated_data, article=serializer.instance
+        )
+
+    def perform_destroy(self, instance):
+        search_services.delete_article(instance)
