@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django import template
 from django.urls import NoReverseMatch, reverse
 
@@ -64,3 +66,17 @@ def is_admin(user) -> bool:
     from triage.roles import is_admin as check
 
     return check(user)
+
+
+@register.filter
+def passage_excerpt(suggestion, length: int = 320) -> str:
+    """The matching passage of a suggestion without the article title it starts with, shortened.
+
+    Returns plain text: the template escapes it like any other text.
+    """
+    text = suggestion.passage_text or (suggestion.passage.text if suggestion.passage_id else "")
+    title = suggestion.article.title
+    if text.startswith(title):
+        text = text[len(title) :]
+    text = re.sub(r"\n\s*\n+", "\n", text).strip()
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
