@@ -1,0 +1,100 @@
+"""The OpenAPI schema, the offline docs page, and a schemathesis run against the schema."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import schemathesis
+from django.contrib.staticfiles import finders
+from django.core import signals
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from api.models import ApiToken
+from config.wsgi import application
+from search.models import Article
+from triage.models import Team, Ticket
+
+
+def test_the_schema_is_served_as_openapi_3_and_names_the_token_scheme(client, db):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert schema["components"]["securitySchemes"]["apiToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token: `Authorization: Bearer <token>` (`Token <token>` works too).",
+    }
+    paths = set(schema["paths"])
+    assert {
+        "/api/tickets/",
+        "/api/tickets/{id}/",
+        "/api/tickets/{id}/accept/",
+        "/api/tickets/{id}/correct/",
+        "/api/tickets/{id}/article-feedback/",
+        "/api/teams/",
+        "/api/articles/",
+        "/api/articles/{id}/",
+        "/api/thresholds/{id}/",
+        "/api/model-versions/",
+    } <= paths
+    create = schema["paths"]["/api/tickets/"]["post"]
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in create["parameters"])
+
+
+@pytest.mark.parametrize(
+    "page,asset",
+    [("/api/docs/", "swagger-ui-dist/swagger-ui-bundle.js"), ("/api/redoc/", "redoc/bundles/redoc.standalone.js")],
+)
+def test_the_docs_pages_render_from_local_assets(client, db, page, asset):
+    response = client.get(page)
+    assert response.status_code == 200
+    html = response.content.decode()
+    scripts = re.findall(r'src="([^"]+)"', html)
+    assert scripts and all(src.startswith("/static/") for src in scripts), scripts
+    assert any(src.endswith(asset) for src in scripts)
+    for src in scripts:
+        assert finders.find(src.removeprefix("/static/")), f"{src} is not shipped"
+
+
+def test_the_browsable_api_renders_for_a_logged_in_agent(client, agent_alice):
+    client.force_login(agent_alice)
+    response = client.get("/api/tickets/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert b"Ticket List" in response.content
+
+
+# --- schemathesis: every operation, generated valid and invalid input, as an admin --------------
+
+# The schema is read from the app itself, in-process (no server); schemathesis's lazy
+# ``from_fixture`` loader does not work with pytest 9, so it is loaded at import, which needs no database.
+schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+
+
+@pytest.fixture
+def keep_test_connection():
+    """The raw WSGI app closes the database connection after each request, as a server should; in a test
+    that would close the test's transaction. Django's own test client switches this off the same way."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def admin_secret(db, admin_ada, keep_test_connection) -> str:
+    Team.objects.create(slug="billing", name="Billing")
+    Ticket.objects.create(subject="s", body="b")
+    Article.objects.create(title="t", body="b")
+    return ApiToken.issue(admin_ada, name="schemathesis", scope="admin")[1]
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_no_operation_answers_with_a_server_error(case, admin_secret):
+    response = case.call(headers={"Authorization": f"Bearer {admin_secret}"})
+    case.validate_response(response, checks=[not_a_server_error])
