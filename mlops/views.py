@@ -236,7 +236,7 @@ def suggest_thresholds(request: HttpRequest) -> HttpResponse:
         if _wants_json(request):
             return JsonResponse({"errors": errors}, status=400)
         if request.htmx:
-            return render(request, "mlops/_what_if_error.html", {"errors": errors}, status=400)
+            return render(request, "mlops/_suggestions.html", {"errors": errors, "suggestions": None}, status=400)
         return render(request, "mlops/tuning.html", _page_context(request.GET, suggest_form=form), status=400)
     n, version = form.window()
     outcomes = load_outcomes(last_n=n, model_version=version)
