@@ -170,3 +170,15 @@ def test_the_last_ticket_of_a_queue_says_so_instead_of_moving(agent_client):
     only = make_ticket()
     response = agent_client.get(f"/tickets/{only.pk}/next/", follow=True)
     assert b"That was the last ticket in this queue." in response.content
+
+
+def test_a_full_page_of_the_queue_takes_a_fixed_number_of_queries(
+    agent_client, agent_alice, teams, django_assert_max_num_queries
+):
+    for n in range(30):
+        ticket = make_ticket(subject=f"t{n}", assignee=agent_alice)
+        decide(ticket, {"billing": 0.6, "orders": 0.4})
+    # Session, user, role checks, tab counts, row count, the rows, teams for the filter: none per row.
+    with django_assert_max_num_queries(10):
+        response = agent_client.get("/")
+    assert len(_listed(response)) == 25

@@ -155,3 +155,20 @@ def test_refreshing_suggestions_queues_the_search_task_and_polls_until_new_ones_
     make_suggestion(ticket, "New article", "New passage.")
     body = agent_client.get(f"/tickets/{ticket.pk}/suggestions/?since={since}").content.decode()
     assert "every 2s" not in body and "New article" in body
+
+
+def test_the_ticket_page_takes_a_fixed_number_of_queries_however_long_its_history(
+    agent_client, agent_alice, teams, django_assert_max_num_queries
+):
+    ticket = make_ticket()
+    prediction = decide(ticket, {"billing": 0.7, "orders": 0.2, "account": 0.1})
+    for n in range(5):
+        suggestion = make_suggestion(ticket, f"Article {n}", f"Passage {n}.", rank=n + 1)
+        SuggestionFeedback.objects.create(
+            ticket=ticket, article=suggestion.article, suggestion=suggestion, helpful=True, agent=agent_alice
+        )
+    for team in ("orders", "billing", "account", "returns"):
+        record_label(ticket, teams[team], agent=agent_alice, kind=Correction.Kind.CORRECTED, prediction=prediction)
+    with django_assert_max_num_queries(20):
+        response = agent_client.get(f"/tickets/{ticket.pk}/")
+    assert response.status_code == 200
