@@ -40,3 +40,12 @@ def test_anonymous_requests_are_limited_by_address(settings, db):
     client = APIClient(REMOTE_ADDR=f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}")
     codes = [client.get("/api/schema/").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_requests_are_served_unthrottled_when_the_counter_store_is_down(settings, agent_api, teams, monkeypatch):
+    from django.core.cache.backends.redis import RedisCache
+
+    limit(settings, api_agent="1/min")
+    unreachable = RedisCache("redis://127.0.0.1:1/0", {"OPTIONS": {"socket_connect_timeout": 0.2}})
+    monkeypatch.setattr("api.throttling.throttle_cache", lambda: unreachable)
+    assert [agent_api.get("/api/teams/").status_code for _ in range(2)] == [200, 200]

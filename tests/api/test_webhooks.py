@@ -195,3 +195,36 @@ def test_a_decision_reaches_a_real_endpoint_through_a_real_worker_after_a_retry(
         endpoint.secret, last.headers["X-Triage-Timestamp"], last.body, last.headers["X-Triage-Signature"]
     )
     assert json.loads(last.body)["data"]["ticket"]["id"] == ticket.pk
+
+
+def test_an_endpoint_switched_off_after_queueing_is_not_called(receiver, routed):
+    endpoint = endpoint_for(receiver.url)
+    (delivery,) = queue_ticket_event(*routed)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=False)
+    result = deliver(delivery.pk)
+    assert (result.state, result.error) == ("failed", "endpoint is inactive")
+    assert receiver.received == []
+
+
+def test_the_sweep_resends_deliveries_whose_retry_is_due_or_whose_worker_died(routed, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from api.tasks import retry_due_webhooks_task
+
+    endpoint_for("http://127.0.0.1:9/x")
+    now = timezone.now()
+    due, later, abandoned, held, done = (
+        WebhookDelivery.objects.create(endpoint=WebhookEndpoint.objects.get(), event="ticket.routed", payload={})
+        for _ in range(5)
+    )
+    WebhookDelivery.objects.filter(pk=due.pk).update(next_retry_at=now - timedelta(seconds=1))
+    WebhookDelivery.objects.filter(pk=later.pk).update(next_retry_at=now + timedelta(hours=1))
+    WebhookDelivery.objects.filter(pk=abandoned.pk).update(state="sending", lease_until=now - timedelta(seconds=1))
+    WebhookDelivery.objects.filter(pk=held.pk).update(state="sending", lease_until=now + timedelta(minutes=1))
+    WebhookDelivery.objects.filter(pk=done.pk).update(state="delivered")
+    sent = []
+    monkeypatch.setattr("api.tasks.enqueue_delivery", lambda pk, countdown=0: sent.append(pk))
+    assert retry_due_webhooks_task.run() == 2
+    assert sorted(sent) == sorted([due.pk, abandoned.pk])
