@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 
 from django import template
@@ -52,13 +54,12 @@ def optional_url(name: str) -> str:
 def routing_status():
     """What mlops says about routing right now (e.g. "NLI model unavailable, routing with embedding").
 
-    Returns ``None`` until mlops provides ``mlops.services.routing_status``.
+    ``None`` while mlops provides no ``mlops.services.routing_status``; a broken mlops.services still fails.
     """
-    try:
-        from mlops.services import routing_status as current_status
-    except ImportError:
+    if importlib.util.find_spec("mlops.services") is None:
         return None
-    return current_status()
+    current_status = getattr(importlib.import_module("mlops.services"), "routing_status", None)
+    return current_status() if current_status is not None else None
 
 
 @register.filter
