@@ -69,7 +69,8 @@ def load_outcomes(*, last_n: int | None = DEFAULT_WINDOW, model_version: ModelVe
     if last_n:
         rows_qs = rows_qs[:last_n]
     rows = list(rows_qs.values_list("ticket_id", "scores", "confidence", "chosen_team__slug"))
-    labels = latest_labels([r[0] for r in rows])
+    # A window of every ticket would make a huge IN list: ask by subquery then.
+    labels = latest_labels([r[0] for r in rows] if last_n else Subquery(latest.values("ticket_id")))
     tops = [top_team(scores or {}, chosen) for _, scores, _, chosen in rows]
     return Outcomes.from_rows(
         (
