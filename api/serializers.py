@@ -59,7 +59,7 @@ class TicketCreateSerializer(serializers.Serializer):
 
 
 class PredictionSerializer(serializers.ModelSerializer):
-    chosen_team = TeamBriefSerializer(read_only=True)
+    chosen_team = TeamBriefSerializer(read_only=True, allow_null=True)
     model_version = serializers.SerializerMethodField()
     top = serializers.SerializerMethodField()
 
@@ -106,8 +106,8 @@ class SuggestionSerializer(serializers.ModelSerializer):
 
 
 class LabelSerializer(serializers.ModelSerializer):
-    from_team = TeamBriefSerializer(read_only=True)
-    to_team = TeamBriefSerializer(read_only=True)
+    from_team = TeamBriefSerializer(read_only=True, allow_null=True)
+    to_team = TeamBriefSerializer(read_only=True, allow_null=True)
     agent = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
@@ -116,7 +116,7 @@ class LabelSerializer(serializers.ModelSerializer):
 
 
 class TicketSerializer(serializers.ModelSerializer):
-    team = TeamBriefSerializer(read_only=True)
+    team = TeamBriefSerializer(read_only=True, allow_null=True)
     decision = serializers.SerializerMethodField(help_text="Decision of the latest routing, null before routing.")
 
     class Meta:
@@ -199,7 +199,7 @@ class ArticleSerializer(serializers.ModelSerializer):
     """Types are checked here; ``search.services`` validates the rest, sanitises and indexes."""
 
     team = TeamRefField(required=False, allow_null=True, write_only=True, help_text="Owning team (id or slug).")
-    team_detail = TeamBriefSerializer(source="team", read_only=True)
+    team_detail = TeamBriefSerializer(source="team", read_only=True, allow_null=True)
     title = StrictCharField(max_length=300)
     body = StrictCharField()
     external_id = StrictCharField(required=False, allow_null=True, allow_blank=True, max_length=200)
