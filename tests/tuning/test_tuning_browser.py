@@ -124,7 +124,6 @@ def _save(page, team: str, theta: float, mode: str) -> None:
 
 @pytest.mark.slow
 def test_the_next_routed_ticket_obeys_the_threshold_saved_in_the_browser(worker, admin_page, screenshot):
-    pytest.importorskip("triage.tasks", reason="the routing task (triage/tasks.py) has not landed")
     page = admin_page
     _load_teams()
 
