@@ -1,14 +1,26 @@
-"""Knowledge base: articles, their passages with embeddings, and suggestions made for tickets."""
+"""Knowledge base: articles, their passages with embeddings, and suggestions made for tickets.
+
+An article is *searchable* when it is published and a complete set of passages is stored for it:
+``indexed_hash`` is set in the same transaction that stores the passages, so a half-indexed article
+is never served. While an edit is re-indexed the previous complete passages keep being served.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIM = 384  # all-MiniLM-L6-v2; another embedder needs a migration of this column.
+FULLTEXT_CONFIG = "english"
+
+
+class ArticleQuerySet(models.QuerySet):
+    def searchable(self) -> ArticleQuerySet:
+        """Published articles with a complete set of stored passages."""
+        return self.filter(published=True).exclude(indexed_hash="")
 
 
 class Article(models.Model):
@@ -41,20 +53,43 @@ class Article(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ArticleQuerySet.as_manager()
+
     class Meta:
         ordering = ["title"]
+        constraints = [
+            # Imports are idempotent by URL when a row has no external id.
+            models.UniqueConstraint(fields=["url"], condition=~models.Q(url=""), name="article_url_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.title
 
+    @property
+    def searchable(self) -> bool:
+        return self.published and bool(self.indexed_hash)
+
+    @property
+    def needs_indexing(self) -> bool:
+        return self.indexed_hash != self.content_hash
+
 
 class Passage(models.Model):
+    """A window of an article's text (its title first), embedded with ``embedder_version``."""
+
     article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="passages")
     position = models.PositiveIntegerField()
     text = models.TextField()
     text_hash = models.CharField(max_length=64)
+    token_count = models.PositiveIntegerField(default=0)
     embedding = VectorField(dimensions=EMBEDDING_DIM)
     embedder_version = models.CharField(max_length=200)
+    # Stored so that full-text ranking reads it instead of re-parsing every candidate's text.
+    search_vector = models.GeneratedField(
+        expression=SearchVector("text", config=FULLTEXT_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["article_id", "position"]
@@ -67,16 +102,25 @@ class Passage(models.Model):
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
             ),
-            GinIndex(SearchVector("text", config="english"), name="passage_fulltext"),
+            GinIndex(fields=["search_vector"], name="passage_search_vector"),
+            models.Index(fields=["embedder_version"], name="passage_embedder_version"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.article_id}#{self.position}"
 
 
 class Suggestion(models.Model):
-    """An article suggested for a ticket, with the passage that matched and each stage's score."""
+    """An article suggested for a ticket, with the passage that matched and each stage's score.
+
+    ``score`` is the served (final) score; ``stage_scores`` holds ``dense``, ``hybrid``, ``rerank``
+    and ``final`` with the models and fusion weights that produced them.
+    """
 
     ticket = models.ForeignKey("triage.Ticket", on_delete=models.CASCADE, related_name="suggestions")
     article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="suggestions")
     passage = models.ForeignKey(Passage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    passage_text = models.TextField(blank=True, help_text="The matching passage as it was when suggested.")
     score = models.FloatField()
     rank = models.PositiveIntegerField()
     stage_scores = models.JSONField(default=dict, blank=True)
@@ -85,6 +129,9 @@ class Suggestion(models.Model):
     class Meta:
         ordering = ["ticket_id", "rank"]
         constraints = [models.UniqueConstraint(fields=["ticket", "article"], name="one_suggestion_per_article")]
+
+    def __str__(self) -> str:
+        return f"ticket {self.ticket_id} → {self.article_id} (#{self.rank})"
 
 
 class SuggestionFeedback(models.Model):
@@ -98,3 +145,30 @@ class SuggestionFeedback(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{'helpful' if self.helpful else 'not helpful'}: ticket {self.ticket_id} → {self.article_id}"
+
+
+class FusionWeights(models.Model):
+    """Weights that combine the retrieval stages into the served ranking; the newest row is used.
+
+    Fitted on labeled queries (``fit_search_weights``) or agents' helpful marks. With no row the
+    weights shipped in ``search/default_weights.json`` apply.
+    """
+
+    weights = models.JSONField(help_text='{"dense": w, "hybrid": w, "rerank": w}, summing to 1.')
+    source = models.CharField(max_length=32, help_text="labeled, feedback or default.")
+    n_queries = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Fit-set metrics of every stage and of final.")
+    embedder_version = models.CharField(max_length=200, blank=True)
+    reranker_version = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "fusion weights"
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={v:.2f}" for k, v in self.weights.items())

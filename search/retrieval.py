@@ -1,0 +1,250 @@
+"""Retrieve-then-rerank over the stored passages.
+
+query → embedding → top-N passages from the HNSW index (cosine), plus Postgres full-text candidates
+(OR of the query's lexemes, ranked by ``ts_rank_cd``) → reciprocal rank fusion → cross-encoder over
+the best ``rerank_depth`` fused passages (batched, length-sorted) → best passage per article (MaxP)
+for each stage → the fused final score (``fusion.combine``).
+
+Only searchable articles are read: published, with a complete set of passages, and, for the dense
+stage, passages embedded by the embedder that embeds the query (during an embedder switch the
+articles not yet re-embedded are still found by full-text search).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from . import conf
+from .fusion import combine, rank
+
+_SEARCHABLE = "a.published AND a.indexed_hash <> ''"
+
+
+@dataclass(frozen=True)
+class PassageHit:
+    passage_id: int
+    article_id: int
+    text: str
+    dense: float | None = None
+    dense_rank: int | None = None
+    lexical: float | None = None
+    lexical_rank: int | None = None
+    rrf: float = 0.0
+    rerank: float | None = None
+
+
+@dataclass(frozen=True)
+class ArticleHit:
+    """One candidate article: its best passage and its score at every stage (None: not scored there)."""
+
+    article_id: int
+    passage_id: int
+    passage_text: str
+    final: float
+    dense: float | None
+    hybrid: float
+    rerank: float | None
+
+    def stage_scores(self) -> dict[str, float | None]:
+        return {"dense": self.dense, "hybrid": self.hybrid, "rerank": self.rerank, "final": self.final}
+
+
+@dataclass
+class SearchResult:
+    query: str
+    articles: list[ArticleHit]  # every candidate article, best final score first
+    stage_scores: dict[str, dict[int, float]]  # stage -> {article id: MaxP score}
+    weights: dict[str, float]
+    versions: dict[str, str]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def top(self, k: int) -> list[ArticleHit]:
+        return self.articles[:k]
+
+    def rankings(self) -> dict[str, list[int]]:
+        from .fusion import stage_rankings
+
+        keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in self.stage_scores.items()}
+        return {s: [int(a) for a in r] for s, r in stage_rankings(keyed, self.weights).items()}
+
+
+def clean_query(text: object) -> str:
+    """The query as retrieval reads it; ``ValidationError`` when there is no text to search with."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError({"query": ["has no text to search with"]})
+    return " ".join(text.split())[: conf.query_max_chars()]
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+
+
+def dense_passages(vector: np.ndarray, n: int, embedder_version: str) -> list[tuple[int, int, str, float]]:
+    """(passage id, article id, text, cosine similarity) of the ``n`` nearest searchable passages."""
+    literal = _vector_literal(vector)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(n, conf.ef_search())])
+        # Filters (unpublished, other embedder) are applied after the index scan; iterative scans keep
+        # reading the graph until n rows pass them instead of returning fewer.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute(
+            f"""
+            SELECT id, article_id, text, 1 - dist FROM (
+                SELECT p.id, p.article_id, p.text, p.embedding <=> %s::vector AS dist
+                FROM search_passage p JOIN search_article a ON a.id = p.article_id
+                WHERE {_SEARCHABLE} AND p.embedder_version = %s
+                ORDER BY p.embedding <=> %s::vector
+                LIMIT %s
+            ) nearest ORDER BY dist, id
+            """,
+            [literal, embedder_version, literal, n],
+        )
+        return [(int(r[0]), int(r[1]), r[2], float(r[3])) for r in cursor.fetchall()]
+
+
+def lexical_passages(query: str, n: int) -> list[tuple[int, int, str, float]]:
+    """(passage id, article id, text, rank) of the ``n`` best full-text matches.
+
+    A ticket is long and worded unlike the article, so the query is the OR of its lexemes (not the
+    AND that ``plainto_tsquery`` builds) and ``ts_rank_cd`` orders passages by how many they cover.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT string_agg(quote_literal(lexeme), ' | ') "
+            "FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme",
+            [query],
+        )
+        tsquery = cursor.fetchone()[0]
+        if not tsquery:
+            return []
+        cursor.execute(
+            f"""
+            SELECT p.id, p.article_id, p.text, ts_rank_cd(p.search_vector, q, 1) AS score
+            FROM search_passage p JOIN search_article a ON a.id = p.article_id, CAST(%s AS tsquery) q
+            WHERE p.search_vector @@ q AND {_SEARCHABLE}
+            ORDER BY score DESC, p.id
+            LIMIT %s
+            """,
+            [tsquery, n],
+        )
+        return [(int(r[0]), int(r[1]), r[2], float(r[3])) for r in cursor.fetchall()]
+
+
+def fuse(
+    dense: list[tuple[int, int, str, float]], lexical: list[tuple[int, int, str, float]], k: int = 60
+) -> list[PassageHit]:
+    """Reciprocal rank fusion of two passage lists, best first."""
+    hits: dict[int, dict] = {}
+    for r, (pid, aid, text, score) in enumerate(dense, start=1):
+        hits[pid] = {
+            "passage_id": pid,
+            "article_id": aid,
+            "text": text,
+            "dense": score,
+            "dense_rank": r,
+            "rrf": 1.0 / (k + r),
+        }
+    for r, (pid, aid, text, score) in enumerate(lexical, start=1):
+        hit = hits.setdefault(pid, {"passage_id": pid, "article_id": aid, "text": text, "rrf": 0.0})
+        hit.update(lexical=score, lexical_rank=r)
+        hit["rrf"] += 1.0 / (k + r)
+    return sorted((PassageHit(**h) for h in hits.values()), key=lambda h: (-h.rrf, h.passage_id))
+
+
+def search(
+    query: str,
+    *,
+    dense_n: int | None = None,
+    lexical_n: int | None = None,
+    rerank_depth: int | None = None,
+    weights: Mapping[str, float] | None = None,
+    embedder=None,
+    cross_encoder=None,
+) -> SearchResult:
+    """Rank the knowledge base's articles for ``query`` through every stage.
+
+    >>> result = search("my card was declined at checkout")           # doctest: +SKIP
+    >>> [(hit.article_id, round(hit.final, 2)) for hit in result.top(3)]  # doctest: +SKIP
+    [(5, 2.31), (3, 1.12), (2, 0.4)]
+    """
+    from mlops.inference.encoders import get_cross_encoder, get_embedder
+
+    from .fusion import active_weights
+
+    query = clean_query(query)
+    dense_n = dense_n or conf.dense_candidates()
+    lexical_n = lexical_n if lexical_n is not None else conf.lexical_candidates()
+    rerank_depth = conf.rerank_depth() if rerank_depth is None else rerank_depth
+    weights = dict(weights) if weights is not None else active_weights()[0]
+    embedder = embedder or get_embedder()
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    vector = embedder.encode([query])[0]
+    timings["embed"] = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    dense = dense_passages(vector, dense_n, embedder.version)
+    timings["dense"] = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    lexical = lexical_passages(query, lexical_n) if lexical_n else []
+    timings["lexical"] = (time.perf_counter() - t0) * 1000
+    fused = fuse(dense, lexical, conf.rrf_k())
+
+    versions = {"embedder": embedder.version}
+    rerank_scores: dict[int, float] = {}
+    if rerank_depth and fused:
+        cross_encoder = cross_encoder or get_cross_encoder()
+        versions["reranker"] = cross_encoder.version
+        head = fused[:rerank_depth]
+        t0 = time.perf_counter()
+        logits = cross_encoder.predict([(query, h.text) for h in head], batch_size=conf.rerank_batch_size())
+        timings["rerank"] = (time.perf_counter() - t0) * 1000
+        rerank_scores = {h.passage_id: float(s) for h, s in zip(head, logits, strict=True)}
+
+    # MaxP: an article scores what its best passage scores, separately at each stage.
+    stage_scores: dict[str, dict[int, float]] = {"dense": {}, "hybrid": {}, "rerank": {}}
+    best_passage: dict[int, tuple[float, float, PassageHit]] = {}
+    for hit in fused:
+        a = hit.article_id
+        if hit.dense is not None:
+            stage_scores["dense"][a] = max(stage_scores["dense"].get(a, -np.inf), hit.dense)
+        stage_scores["hybrid"][a] = max(stage_scores["hybrid"].get(a, -np.inf), hit.rrf)
+        ce = rerank_scores.get(hit.passage_id)
+        if ce is not None:
+            stage_scores["rerank"][a] = max(stage_scores["rerank"].get(a, -np.inf), ce)
+        # The passage shown to agents: the reranker's favourite, else the best fused one.
+        key = (ce if ce is not None else -np.inf, hit.rrf)
+        if a not in best_passage or key > best_passage[a][:2]:
+            best_passage[a] = (*key, hit)
+
+    keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in stage_scores.items()}
+    final = combine(keyed, weights)
+    articles = []
+    for key in rank(final):
+        a = int(key)
+        hit = best_passage[a][2]
+        articles.append(
+            ArticleHit(
+                article_id=a,
+                passage_id=hit.passage_id,
+                passage_text=hit.text,
+                final=final[key],
+                dense=stage_scores["dense"].get(a),
+                hybrid=stage_scores["hybrid"][a],
+                rerank=stage_scores["rerank"].get(a),
+            )
+        )
+    return SearchResult(
+        query=query,
+        articles=articles,
+        stage_scores=stage_scores,
+        weights=dict(weights),
+        versions=versions,
+        timings_ms=timings,
+    )

@@ -1,0 +1,479 @@
+"""Verb-named functions that write the knowledge base and the suggestions made from it.
+
+The admin, the REST API, the importer and the tasks call these instead of saving models themselves,
+so every article is validated, sanitised and (re-)indexed the same way. Functions that take raw
+input raise ``django.core.exceptions.ValidationError`` with a message per field and store nothing.
+
+Indexing (chunk, embed, store) runs on the ``inference`` queue after the write commits; an article
+is searchable only once all of its passages are stored, in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import conf
+from .content import render_body
+from .models import Article, Passage, Suggestion, SuggestionFeedback
+
+logger = logging.getLogger(__name__)
+
+TITLE_MAX = 300
+URL_MAX = 500
+EXTERNAL_ID_MAX = 200
+ARTICLE_FIELDS = {"external_id", "id", "url", "title", "body", "body_format", "format", "team", "published"}
+# Postgres text cannot hold NUL; other C0 controls (except tab/newline/CR) mean a binary file.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _text(value: Any, field: str, max_len: int | None, *, required: bool, errors: dict[str, list[str]]) -> str:
+    if value is None:
+        value = ""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.setdefault(field, []).append(f"is not valid UTF-8 text (byte {exc.start})")
+            return ""
+    if not isinstance(value, str):
+        errors.setdefault(field, []).append(f"must be text, got {type(value).__name__}")
+        return ""
+    if _CONTROL.search(value):
+        errors.setdefault(field, []).append("contains binary control characters; is this a binary file?")
+        return ""
+    value = value.strip()
+    if required and not value:
+        errors.setdefault(field, []).append("is required and cannot be blank")
+    elif max_len is not None and len(value) > max_len:
+        errors.setdefault(field, []).append(f"is {len(value):,} characters long; the limit is {max_len:,}")
+    return value
+
+
+def _bool(value: Any, field: str, errors: dict[str, list[str]]) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    errors.setdefault(field, []).append("must be true or false")
+    return True
+
+
+def clean_article_fields(data: Mapping[str, Any], *, instance: Article | None = None) -> dict[str, Any]:
+    """Validate raw article fields (admin form, API payload, import row) and render the body.
+
+    With ``instance``, missing fields keep the instance's values (a partial update). Returns model
+    field values including ``body_html``, ``body_text`` and ``content_hash``; raises
+    ``ValidationError`` with a message per field. ``id`` is accepted as an alias of ``external_id``
+    and ``format`` of ``body_format`` (the JSONL import format).
+
+    >>> clean_article_fields({"title": "Refunds", "body": "Ask **within** 30 days."})["body_text"]
+    'Ask within 30 days.'
+    """
+    from triage.models import Team
+
+    def get(name: str, default: Any = None, alias: str | None = None) -> Any:
+        if name in data:
+            return data[name]
+        if alias and alias in data:
+            return data[alias]
+        return getattr(instance, name) if instance is not None else default
+
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(data) - ARTICLE_FIELDS)
+    if unknown:
+        errors.setdefault(unknown[0], []).append(f"unknown field (expected {', '.join(sorted(ARTICLE_FIELDS))})")
+    cleaned: dict[str, Any] = {
+        "title": _text(get("title"), "title", TITLE_MAX, required=True, errors=errors),
+        "body": _text(get("body"), "body", conf.article_max_chars(), required=True, errors=errors),
+        "url": _text(get("url"), "url", URL_MAX, required=False, errors=errors),
+    }
+    external_id = get("external_id", alias="id")
+    if external_id in (None, ""):
+        cleaned["external_id"] = None
+    else:
+        cleaned["external_id"] = _text(str(external_id), "external_id", EXTERNAL_ID_MAX, required=True, errors=errors)
+    if cleaned["url"]:
+        try:
+            URLValidator(schemes=["http", "https"])(cleaned["url"])
+        except ValidationError:
+            errors.setdefault("url", []).append("is not a valid http(s) URL")
+    body_format = get("body_format", Article.Format.MARKDOWN, alias="format") or Article.Format.MARKDOWN
+    if body_format not in Article.Format.values:
+        errors.setdefault("body_format", []).append(f"must be one of {', '.join(Article.Format.values)}")
+    cleaned["body_format"] = body_format
+    cleaned["published"] = _bool(get("published", True), "published", errors)
+    team = get("team")
+    cleaned["team"] = None
+    if isinstance(team, Team):
+        cleaned["team"] = team
+    elif team not in (None, ""):
+        cleaned["team"] = Team.objects.filter(slug=str(team)).first()
+        if cleaned["team"] is None:
+            errors.setdefault("team", []).append(f"unknown team {team!r}")
+
+    if "body" not in errors and body_format in Article.Format.values:
+        rendered = render_body(cleaned["body"], body_format)
+        if not rendered.text:
+            errors.setdefault("body", []).append("has no readable text once markup and scripts are removed")
+        cleaned["body_html"] = rendered.html
+        cleaned["body_text"] = rendered.text
+        cleaned["content_hash"] = content_hash(cleaned["title"], rendered.text)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def content_hash(title: str, body_text: str) -> str:
+    """What the passages are built from: a change here means re-indexing."""
+    return hashlib.sha256(f"{title}\x1f{body_text}".encode()).hexdigest()
+
+
+def find_article(external_id: str | None, url: str | None) -> Article | None:
+    """The stored article an import row or API call refers to: by external id, else by URL."""
+    if external_id:
+        return Article.objects.filter(external_id=external_id).first()
+    if url:
+        return Article.objects.filter(url=url).first()
+    return None
+
+
+def enqueue_index(article_id: int) -> None:
+    """Index the article on the inference queue once the current transaction commits.
+
+    Sent by task name so that web processes never import the inference stack.
+    """
+    from config.celery import app
+
+    transaction.on_commit(
+        lambda: app.send_task("search.tasks.index_article_task", args=[article_id], queue="inference")
+    )
+
+
+def upsert_article(
+    data: Mapping[str, Any], *, article: Article | None = None, index: bool = True
+) -> tuple[Article, str]:
+    """Create or update one article from raw fields; returns ``(article, "created"|"updated"|"unchanged")``.
+
+    Without ``article`` the row is matched by ``external_id``, else by ``url``; with neither a new
+    article is created. A change of title or body marks it ``pending`` and (with ``index``) enqueues
+    re-indexing; its previous passages keep being served until the new ones are stored. Raises
+    ``ValidationError`` with a message per field on bad input.
+
+    >>> art, outcome = upsert_article({"external_id": "kb-1", "title": "Refunds", "body": "..."})  # doctest: +SKIP
+    >>> outcome                                                                               # doctest: +SKIP
+    'created'
+    """
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                target = article
+                if target is None:
+                    ext = data.get("external_id", data.get("id"))
+                    target = find_article(str(ext) if ext not in (None, "") else None, data.get("url") or None)
+                if target is not None:
+                    target = Article.objects.select_for_update().get(pk=target.pk)
+                fields = clean_article_fields(data, instance=target)
+                if target is None:
+                    created = Article.objects.create(**fields, index_state=Article.IndexState.PENDING)
+                    if index:
+                        enqueue_index(created.pk)
+                    return created, "created"
+                changed = [name for name, value in fields.items() if getattr(target, name) != value]
+                if not changed:
+                    return target, "unchanged"
+                reindex = fields["content_hash"] != target.indexed_hash
+                for name in changed:
+                    setattr(target, name, fields[name])
+                update = [*changed, "updated_at"]
+                if reindex:
+                    target.index_state = Article.IndexState.PENDING
+                    target.index_error = ""
+                    update += ["index_state", "index_error"]
+                target.save(update_fields=update)
+                if reindex and index:
+                    enqueue_index(target.pk)
+                return target, "updated"
+        except IntegrityError as exc:
+            # Two writers created the same external id or URL at once: the second updates instead.
+            if attempt == 0 and article is None:
+                continue
+            raise ValidationError({"external_id": [f"conflicts with another article: {exc}"]}) from None
+    raise AssertionError("unreachable")
+
+
+def delete_article(article: Article | int) -> bool:
+    """Delete an article with its passages and suggestions; ``False`` when it was already gone."""
+    pk = article.pk if isinstance(article, Article) else int(article)
+    deleted, _ = Article.objects.filter(pk=pk).delete()
+    return deleted > 0
+
+
+def set_published(article: Article, published: bool) -> Article:
+    """Show or hide an article in suggestions without re-indexing it."""
+    if article.published != published:
+        article.published = published
+        article.save(update_fields=["published", "updated_at"])
+    return article
+
+
+# --- Indexing ---------------------------------------------------------------------------------
+
+
+def _token_offsets_fn(embedder) -> Callable[[str], list[tuple[int, int]]]:
+    tokenizer = embedder.model.tokenizer
+
+    def offsets(text: str) -> list[tuple[int, int]]:
+        if not text:
+            return []
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [tuple(span) for span in encoded["offset_mapping"]]
+
+    return offsets
+
+
+def build_passages(article: Article, embedder) -> list:
+    """The passage drafts of ``article`` for ``embedder`` (token windows of its own tokenizer)."""
+    from .chunking import split_passages
+    from .content import render_body
+
+    sections = render_body(article.body, article.body_format).sections
+    return split_passages(
+        article.title,
+        sections,
+        token_offsets=_token_offsets_fn(embedder),
+        window=conf.window_tokens(),
+        overlap=conf.overlap_tokens(),
+        max_tokens=getattr(embedder.model, "max_seq_length", None),
+    )
+
+
+def index_article(article_id: int, *, embedder=None, force: bool = False) -> str:
+    """Chunk, embed and store one article's passages; returns what happened.
+
+    ``"indexed"``, ``"unchanged"`` (already indexed from this content by this embedder),
+    ``"superseded"`` (edited meanwhile: the newer edit's task indexes it), ``"missing"`` or
+    ``"failed"``. Passages whose text and embedder are unchanged keep their embedding, so an edit
+    embeds only what changed. The swap of passages and the ``indexed`` state commit together.
+    """
+    from mlops.inference.encoders import ModelUnavailable, get_embedder
+
+    article = Article.objects.filter(pk=article_id).first()
+    if article is None:
+        return "missing"
+    try:
+        embedder = embedder or get_embedder()
+    except ModelUnavailable as exc:
+        Article.objects.filter(pk=article_id).update(index_state=Article.IndexState.FAILED, index_error=str(exc))
+        return "failed"
+    version = embedder.version
+    if (
+        not force
+        and article.indexed_hash == article.content_hash
+        and article.embedder_version == version
+        and article.index_state == Article.IndexState.INDEXED
+    ):
+        return "unchanged"
+    Article.objects.filter(pk=article_id, content_hash=article.content_hash).update(
+        index_state=Article.IndexState.INDEXING
+    )
+    try:
+        drafts = build_passages(article, embedder)
+        reusable = {
+            h: e
+            for h, e in Passage.objects.filter(article_id=article_id, embedder_version=version).values_list(
+                "text_hash", "embedding"
+            )
+        }
+        missing = [d for d in drafts if d.text_hash not in reusable]
+        vectors = embedder.encode([d.text for d in missing]) if missing else []
+        new_vectors = {d.text_hash: v for d, v in zip(missing, vectors, strict=True)}
+    except Exception as exc:
+        logger.exception("indexing article %s failed", article_id)
+        Article.objects.filter(pk=article_id, content_hash=article.content_hash).update(
+            index_state=Article.IndexState.FAILED, index_error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        return "failed"
+
+    with transaction.atomic():
+        locked = Article.objects.select_for_update().filter(pk=article_id).first()
+        if locked is None:
+            return "missing"
+        if locked.content_hash != article.content_hash:
+            return "superseded"
+        Passage.objects.filter(article_id=article_id).delete()
+        Passage.objects.bulk_create(
+            Passage(
+                article_id=article_id,
+                position=d.position,
+                text=d.text,
+                text_hash=d.text_hash,
+                token_count=d.token_count,
+                embedding=new_vectors[d.text_hash] if d.text_hash in new_vectors else reusable[d.text_hash],
+                embedder_version=version,
+            )
+            for d in drafts
+        )
+        locked.index_state = Article.IndexState.INDEXED
+        locked.index_error = ""
+        locked.indexed_hash = locked.content_hash
+        locked.embedder_version = version
+        locked.indexed_at = timezone.now()
+        locked.save(update_fields=["index_state", "index_error", "indexed_hash", "embedder_version", "indexed_at"])
+    logger.info("article %s indexed: %d passages, %d embedded", article_id, len(drafts), len(missing))
+    return "indexed"
+
+
+def articles_needing_index(embedder_version: str):
+    """Articles whose passages are missing, out of date, or from another embedder (not failed ones)."""
+    from django.db.models import F, Q
+
+    return (
+        Article.objects.exclude(index_state=Article.IndexState.FAILED)
+        .filter(~Q(indexed_hash=F("content_hash")) | ~Q(embedder_version=embedder_version))
+        .order_by("id")
+    )
+
+
+def reindex_all(
+    *,
+    force: bool = False,
+    include_failed: bool = False,
+    background: bool = True,
+    embedder=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Re-index the knowledge base; returns how many articles were queued or indexed.
+
+    By default only articles that need it (edited, never indexed, or embedded by another embedder
+    than the configured one). ``background`` enqueues one batched task that re-enqueues itself while
+    any remain (progress: ``reindex_status()``); otherwise it runs here, calling ``progress(done, total)``.
+    """
+    from mlops.inference.encoders import get_embedder
+
+    embedder = embedder or get_embedder()
+    if force:
+        qs = Article.objects.order_by("id")
+        if not include_failed:
+            qs = qs.exclude(index_state=Article.IndexState.FAILED)
+    else:
+        qs = articles_needing_index(embedder.version)
+        if include_failed:
+            qs = qs | Article.objects.filter(index_state=Article.IndexState.FAILED)
+    ids = list(qs.values_list("id", flat=True).distinct())
+    if background:
+        if force or include_failed:
+            # Mark them so the batched task (which takes articles that need it) picks them up.
+            Article.objects.filter(id__in=ids).update(
+                index_state=Article.IndexState.PENDING, embedder_version="", index_error=""
+            )
+        from config.celery import app
+
+        if ids:
+            app.send_task("search.tasks.reindex_articles_task", queue="inference")
+        return len(ids)
+    for done, pk in enumerate(ids, start=1):
+        index_article(pk, embedder=embedder, force=force)
+        if progress:
+            progress(done, len(ids))
+    return len(ids)
+
+
+def reindex_status(embedder_version: str | None = None) -> dict[str, Any]:
+    """Counts for the admin and ``reindex_articles --status``: how far the knowledge base is indexed."""
+    from django.db.models import Count
+
+    states = dict(Article.objects.values_list("index_state").annotate(n=Count("id")))
+    status: dict[str, Any] = {
+        "articles": sum(states.values()),
+        "searchable": Article.objects.searchable().count(),
+        "states": {s: states.get(s, 0) for s in Article.IndexState.values},
+        "passages": Passage.objects.count(),
+        "embedder_versions": dict(
+            Article.objects.exclude(embedder_version="").values_list("embedder_version").annotate(n=Count("id"))
+        ),
+    }
+    if embedder_version:
+        status["embedder_version"] = embedder_version
+        status["current"] = Article.objects.filter(
+            embedder_version=embedder_version, index_state=Article.IndexState.INDEXED
+        ).count()
+        status["remaining"] = articles_needing_index(embedder_version).count()
+    return status
+
+
+# --- Suggestions -------------------------------------------------------------------------------
+
+
+def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[str, Any] | None = None):
+    """Compute and store the top-``k`` article suggestions for a ticket; returns them, best first.
+
+    ``ticket`` is a Ticket or its id. Earlier suggestions of the ticket are replaced (agents' helpful
+    marks stay). A ticket with no text, or a knowledge base with nothing searchable, gets none.
+
+    >>> [(s.rank, s.article.title, round(s.score, 2)) for s in suggest_for_ticket(ticket)]  # doctest: +SKIP
+    [(1, 'Why was I charged twice?', 2.1), ...]
+    """
+    from triage.models import Ticket
+
+    from .fusion import active_weights
+    from .retrieval import search
+
+    if not isinstance(ticket, Ticket):
+        ticket = Ticket.objects.get(pk=ticket)
+    k = k or conf.suggestions_per_ticket()
+    weights, weights_source = active_weights()
+    try:
+        result = search(ticket.text, weights=weights, **dict(search_kwargs or {}))
+    except ValidationError:
+        hits, result = [], None
+    else:
+        hits = result.top(k)
+    with transaction.atomic():
+        Suggestion.objects.filter(ticket=ticket).delete()
+        rows = [
+            Suggestion(
+                ticket=ticket,
+                article_id=hit.article_id,
+                passage_id=hit.passage_id,
+                passage_text=hit.passage_text,
+                score=hit.final,
+                rank=rank,
+                stage_scores={
+                    **hit.stage_scores(),
+                    "weights": result.weights,
+                    "weights_source": weights_source,
+                    **result.versions,
+                },
+            )
+            for rank, hit in enumerate(hits, start=1)
+        ]
+        # An article deleted between retrieval and now must not fail the whole write.
+        alive = set(Article.objects.filter(id__in=[r.article_id for r in rows]).values_list("id", flat=True))
+        alive_passages = set(Passage.objects.filter(id__in=[r.passage_id for r in rows]).values_list("id", flat=True))
+        for row in rows:
+            if row.passage_id not in alive_passages:
+                row.passage_id = None
+        stored = Suggestion.objects.bulk_create([r for r in rows if r.article_id in alive])
+    return stored
+
+
+def record_suggestion_feedback(ticket, article: Article, *, helpful: bool, agent=None) -> SuggestionFeedback:
+    """Store an agent's helpful / not-helpful mark on an article for a ticket (feeds weight refits)."""
+    suggestion = Suggestion.objects.filter(ticket=ticket, article=article).first()
+    return SuggestionFeedback.objects.create(
+        ticket=ticket,
+        article=article,
+        suggestion=suggestion,
+        rank=suggestion.rank if suggestion else None,
+        helpful=bool(helpful),
+        agent=agent,
+    )

@@ -1,0 +1,101 @@
+"""Celery tasks of the knowledge base (queue ``inference``). Thin and idempotent: each recomputes
+what is still missing, so a redelivered message does no harm."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.db import OperationalError
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="search.tasks.index_article_task",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def index_article_task(article_id: int) -> str:
+    """Chunk, embed and store one article's passages (skipped when already up to date)."""
+    from .services import index_article
+
+    return index_article(article_id)
+
+
+@shared_task(
+    name="search.tasks.reindex_articles_task",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def reindex_articles_task(batch_size: int | None = None) -> dict:
+    """Index a batch of the articles that need it, then re-enqueue itself while any remain.
+
+    Used when the embedder changes (every article's passages are from another embedder) and by
+    ``reindex_articles``; progress is ``services.reindex_status()``.
+    """
+    from mlops.inference.encoders import get_embedder
+
+    from . import conf
+    from .services import articles_needing_index, index_article
+
+    embedder = get_embedder()
+    size = batch_size or conf.index_batch_size()
+    batch = list(articles_needing_index(embedder.version).values_list("id", flat=True)[:size])
+    outcomes: dict[str, int] = {}
+    for pk in batch:
+        outcome = index_article(pk, embedder=embedder)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    remaining = articles_needing_index(embedder.version).count()
+    # Stop when a batch made no progress (everything left is being edited or failing) to avoid spinning.
+    if remaining and outcomes.get("indexed", 0):
+        reindex_articles_task.apply_async(kwargs={"batch_size": batch_size}, queue="inference")
+    logger.info("re-index batch: %s; %d remaining", outcomes, remaining)
+    return {"outcomes": outcomes, "remaining": remaining}
+
+
+@shared_task(
+    name="search.tasks.suggest_articles_task",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def suggest_articles_task(ticket_id: int) -> int:
+    """Compute and store the article suggestions of a ticket; returns how many were stored."""
+    from triage.models import Ticket
+
+    from .services import suggest_for_ticket
+
+    ticket = Ticket.objects.filter(pk=ticket_id).first()
+    if ticket is None:
+        return 0
+    return len(suggest_for_ticket(ticket))
+
+
+def configured_embedder_version() -> str:
+    """The version string the configured embedder records, without loading its weights."""
+    from django.conf import settings
+
+    from mlops.inference.encoders import _fingerprint, resolve_model_ref
+
+    ref = settings.TRIAGE_EMBEDDER_MODEL
+    return f"{ref}@{_fingerprint(resolve_model_ref(ref))}"
+
+
+@worker_ready.connect
+def reindex_after_embedder_change(sender=None, **_kwargs) -> None:
+    """A worker that serves the inference queue starts the background re-index when articles need it
+    (first start, or a new ``TRIAGE_EMBEDDER_MODEL``): switching the embedder needs no manual step."""
+    try:
+        consume_from = sender.app.amqp.queues.consume_from if sender is not None else None
+        if consume_from and "inference" not in consume_from:
+            return
+        from .services import articles_needing_index
+
+        if articles_needing_index(configured_embedder_version()).exists():
+            reindex_articles_task.apply_async(queue="inference")
+    except Exception:  # never keep a worker from starting; `reindex_articles` does the same by hand
+        logger.exception("could not check whether articles need re-indexing")
