@@ -44,12 +44,10 @@ def _window_query(n: int, version) -> str:
     return query.urlencode()
 
 
-def _tuning_url(team: Team | None, n: int, version, **extra: str) -> str:
+def _tuning_url(team: Team | None, n: int, version) -> str:
     query = QueryDict(_window_query(n, version), mutable=True)
     if team is not None:
         query["team"] = team.slug
-    for key, value in extra.items():
-        query[key] = value
     return f"{reverse('mlops:tuning')}?{query.urlencode()}"
 
 

@@ -118,6 +118,7 @@ def test_a_team_with_no_labels_gets_a_clear_message_everywhere(ada_client, teams
     assert (what_if["routed"], what_if["precision"], what_if["label_count"]) == (2, None, 0)
     page = ada_client.get(reverse("mlops:tuning"), {"team": "returns"}).content.decode()
     assert page.count('data-testid="whatif-precision">—<') == 1
+    assert 'data-testid="whatif-no-labels"' in page
     assert_nothing_saved()
 
 
