@@ -196,6 +196,8 @@ def _decision_context(ticket: Ticket) -> dict:
     return {
         "ticket": ticket,
         "prediction": prediction,
+        # What "accept" confirms: the team the ticket is in, else the team the router suggested.
+        "accept_team": ticket.team or (prediction.chosen_team if prediction is not None else None),
         "alternatives": alternatives,
         "pending": pending,
         "slow": pending and waiting > SLOW_ROUTING,
@@ -272,15 +274,12 @@ def new_ticket(request: HttpRequest) -> HttpResponse:
 @agent_required
 def accept(request: HttpRequest, pk: int) -> HttpResponse:
     ticket = get_object_or_404(Ticket, pk=pk)
-    if latest_prediction(ticket) is None:
-        messages.error(request, "This ticket has no routing decision to accept yet.")
-        return _back(request, ticket)
     try:
-        services.accept_routing(ticket, agent=request.user, source="dashboard")
+        label = services.accept_routing(ticket, agent=request.user, source="dashboard")
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return _back(request, ticket)
-    messages.success(request, f"Accepted the routing of #{ticket.pk}.")
+    messages.success(request, f"Accepted the routing of #{ticket.pk} to {label.to_team.name}.")
     return _after_action(request, ticket)
 
 
@@ -293,18 +292,16 @@ def correct(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose an active team to route this ticket to.")
         return _back(request, ticket)
     team = form.cleaned_data["team"]
-    prediction = latest_prediction(ticket)
     try:
-        if prediction is not None and prediction.chosen_team_id == team.pk:
-            # Picking the team the model chose is agreeing with it: store it as an acceptance.
-            services.accept_routing(ticket, agent=request.user, source="dashboard")
-            messages.success(request, f"Accepted the routing of #{ticket.pk} to {team.name}.")
-        else:
-            services.correct_routing(ticket, team, agent=request.user, source="dashboard")
-            messages.success(request, f"Corrected #{ticket.pk}: routed to {team.name}.")
+        # Naming the team the ticket is already in is stored as an acceptance (correct_routing decides).
+        label = services.correct_routing(ticket, team, agent=request.user, source="dashboard")
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return _back(request, ticket)
+    if label.kind == Correction.Kind.ACCEPTED:
+        messages.success(request, f"Accepted the routing of #{ticket.pk} to {team.name}.")
+    else:
+        messages.success(request, f"Corrected #{ticket.pk}: routed to {team.name}.")
     return _after_action(request, ticket)
 
 

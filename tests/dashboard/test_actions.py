@@ -73,11 +73,27 @@ def test_accept_and_next_opens_the_next_ticket_of_the_queue(agent_client, teams)
     assert response["Location"] == f"/tickets/{older.pk}/?queue=needs_triage"
 
 
-def test_accepting_without_a_decision_stores_nothing_and_says_why(agent_client):
+@needs_routing_labels
+def test_accepting_when_the_router_chose_no_team_stores_nothing_and_says_why(agent_client, teams):
     ticket = make_ticket()
+    decide(ticket, {"billing": 0.4, "orders": 0.38}, decision=Prediction.Decision.ABSTAINED)
+    page = agent_client.get(f"/tickets/{ticket.pk}/").content.decode()
+    assert 'data-shortcut="accept" disabled' in page
     response = agent_client.post(f"/tickets/{ticket.pk}/accept/", follow=True)
-    assert b"no routing decision to accept yet" in response.content
+    assert b"pick a team instead" in response.content
     assert not Correction.objects.exists()
+
+
+@needs_routing_labels
+def test_picking_the_models_team_after_a_correction_moves_the_ticket_back(agent_client, teams):
+    ticket = make_ticket()
+    decide(ticket, {"billing": 0.55, "returns": 0.4})
+    agent_client.post(f"/tickets/{ticket.pk}/correct/", {"team": "returns"})
+    agent_client.post(f"/tickets/{ticket.pk}/correct/", {"team": "billing"})
+    ticket.refresh_from_db()
+    assert ticket.team == teams["billing"]
+    # The latest label wins for training: it names the model's team again.
+    assert Correction.objects.order_by("-created_at").first().to_team == teams["billing"]
 
 
 def test_correcting_to_an_unknown_or_inactive_team_is_refused(agent_client, teams):
