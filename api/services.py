@@ -1,8 +1,4 @@
-"""Idempotent ticket creation, and the routing labels the API records.
-
-``accept_routing`` and ``correct_routing`` are thin stand-ins: the triage app is adding its own
-(same names and arguments), and the API switches to them once they exist.
-"""
+"""Idempotent ticket creation: one outcome per (user, Idempotency-Key), replayed to every retry."""
 
 from __future__ import annotations
 
@@ -12,51 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from triage.models import Correction, Prediction, Team, Ticket
-from triage.services import record_label
+from triage.models import Ticket
 
 from .models import IdempotencyKey
-
-
-def _latest_prediction(ticket: Ticket) -> Prediction | None:
-    return ticket.predictions.select_related("chosen_team", "model_version").order_by("-created_at").first()
-
-
-def _route_to(ticket: Ticket, team: Team) -> None:
-    ticket.team = team
-    if ticket.status != Ticket.Status.RESOLVED:
-        ticket.status = Ticket.Status.ROUTED
-    ticket.save(update_fields=["team", "status", "updated_at"])
-
-
-def accept_routing(ticket: Ticket, *, agent, source: str = "api") -> Correction:
-    """Confirm the team the ticket was routed to (or the router's suggestion) as its label."""
-    with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        prediction = _latest_prediction(ticket)
-        team = ticket.team or (prediction.chosen_team if prediction is not None else None)
-        if team is None:
-            raise ValidationError({"team": ["there is no routing or suggestion to accept; send a correction"]})
-        label = record_label(
-            ticket, team, agent=agent, kind=Correction.Kind.ACCEPTED, source=source, prediction=prediction
-        )
-        _route_to(ticket, team)
-    return label
-
-
-def correct_routing(ticket: Ticket, team: Team, *, agent, source: str = "api") -> Correction:
-    """Label the ticket with ``team`` and route it there. Naming the team it already has is an acceptance."""
-    with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        prediction = _latest_prediction(ticket)
-        current = ticket.team or (prediction.chosen_team if prediction is not None else None)
-        kind = Correction.Kind.ACCEPTED if current == team else Correction.Kind.CORRECTED
-        label = record_label(ticket, team, agent=agent, kind=kind, source=source, prediction=prediction)
-        _route_to(ticket, team)
-    return label
 
 
 def request_fingerprint(data: Any) -> str:

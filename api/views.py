@@ -17,7 +17,7 @@ from mlops.tuning_services import set_team_routing
 from search import services as search_services
 from search.models import Article
 from triage.models import Prediction, Team, Ticket
-from triage.services import create_ticket
+from triage.services import accept_routing, correct_routing, create_ticket
 
 from . import services
 from .models import IDEMPOTENCY_KEY_MAX
@@ -156,7 +156,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     )
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
-        label = services.accept_routing(self.get_object(), agent=request.user)
+        label = accept_routing(self.get_object(), agent=request.user, source="api")
         return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -168,7 +168,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         ticket = self.get_object()
         serializer = CorrectionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        label = services.correct_routing(ticket, serializer.validated_data["team"], agent=request.user)
+        label = correct_routing(ticket, serializer.validated_data["team"], agent=request.user, source="api")
         return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(

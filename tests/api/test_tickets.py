@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from search.models import Article, Passage, Suggestion, SuggestionFeedback
 from tests.api.conftest import decide
-from triage.models import Correction, Prediction, Ticket
+from triage.models import Correction, Prediction, Team, Ticket
 
 
 def test_an_integration_creates_a_ticket_with_201(integration_api, integrator_ivan, db):
@@ -158,3 +158,10 @@ def test_article_feedback_is_stored_with_the_rank_it_was_shown_at(agent_api, age
 def test_teams_are_listed_for_agents(agent_api, teams):
     body = agent_api.get("/api/teams/").json()
     assert [t["slug"] for t in body["results"]] == ["accounts", "billing", "shipping"]
+
+
+def test_a_correction_to_an_inactive_team_is_refused(agent_api, ticket, teams):
+    Team.objects.filter(slug="accounts").update(active=False)
+    response = agent_api.post(f"/api/tickets/{ticket.pk}/correct/", {"team": "accounts"})
+    assert response.status_code == 400 and "team" in response.json()
+    assert not Correction.objects.exists()
