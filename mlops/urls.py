@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import views
+from .urls_registry import registry_urls
 
 app_name = "mlops"
 
@@ -25,4 +26,4 @@ report_urls = [
     path("reports/", views.reports_page, name="reports"),
 ]
 
-urlpatterns = [*tuning_urls, *report_urls]
+urlpatterns = [*tuning_urls, *report_urls, *registry_urls]

@@ -1,0 +1,119 @@
+"""The model registry page (``/models/``): versions, retraining with live progress, rollback.
+
+Admins only (``admin_required``: 403 for agents, the login page for anonymous visitors). Reads
+``ModelVersion`` and ``TrainingRun`` rows; writes only through ``mlops.training``
+(``request_training``, ``rollback_to``). The progress panel is polled by htmx every two seconds while
+a run is queued or running and asks for a page refresh when the run ends.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from triage.models import Team
+from triage.roles import admin_required
+
+from . import training
+from .models import ModelVersion, TrainingRun
+
+ACTIVE = (TrainingRun.State.QUEUED, TrainingRun.State.RUNNING)
+SHOWN_VERSIONS = 100
+
+
+@require_GET
+@admin_required
+def registry(request: HttpRequest) -> HttpResponse:
+    versions = list(
+        ModelVersion.objects.select_related("triggered_by", "training_run").order_by("-created_at", "-pk")[
+            :SHOWN_VERSIONS
+        ]
+    )
+    for version in versions:
+        version.can_rollback = version.status in training.SERVABLE
+        version.label_total = sum((version.label_counts or {}).values())
+    context = {
+        "versions": versions,
+        "champion": training.current_champion(),
+        "run": training.active_run(),
+        "trigger": training.check_trigger(),
+        "settings": {
+            "min_labels_per_team": training.min_labels_per_team(),
+            "min_new_labels": training.min_new_labels(),
+            "margin": training.promotion_margin(),
+            "holdout": training.holdout_fraction(),
+        },
+        "teams": Team.objects.filter(active=True).order_by("name"),
+    }
+    return render(request, "mlops/registry.html", context)
+
+
+@require_POST
+@admin_required
+def retrain(request: HttpRequest) -> HttpResponse:
+    try:
+        version = training.request_training(trigger="manual", user=request.user)
+    except training.TrainingInProgress as exc:
+        messages.error(request, f"Not queued: {exc}.")
+    except ImproperlyConfigured as exc:
+        messages.error(request, f"Not queued, the training settings are wrong: {exc}")
+    else:
+        messages.success(request, f"Training {version.version} queued.")
+    return redirect("mlops:models")
+
+
+@require_GET
+@admin_required
+def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live progress panel of one run (polled while it is queued or running)."""
+    run = get_object_or_404(TrainingRun.objects.select_related("model_version"), pk=pk)
+    response = render(request, "mlops/registry_run.html", {"run": run, "active": run.state in ACTIVE})
+    if request.GET.get("was") == "active" and run.state not in ACTIVE and request.htmx:
+        response["HX-Refresh"] = "true"  # the versions table changed: reload the page once
+    return response
+
+
+@require_GET
+@admin_required
+def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion.objects.select_related("triggered_by"), pk=pk)
+    run = TrainingRun.objects.filter(model_version=version).first()
+    metrics = version.metrics or {}
+    challenger, champion = metrics.get("challenger") or {}, metrics.get("champion") or {}
+    teams = sorted(set(challenger.get("f1_per_team", {})) | set(version.label_counts or {}))
+    rows = [
+        {
+            "team": slug,
+            "labels": (version.label_counts or {}).get(slug, 0),
+            "trained": slug in (metrics.get("split") or {}).get("trained_teams", []),
+            "f1": challenger.get("f1_per_team", {}).get(slug),
+            "champion_f1": champion.get("f1_per_team", {}).get(slug),
+            "threshold": (version.thresholds or {}).get(slug),
+            "threshold_note": (metrics.get("thresholds") or {}).get(slug, ""),
+        }
+        for slug in teams
+    ]
+    context = {
+        "version": version,
+        "run": run,
+        "metrics": metrics,
+        "rows": rows,
+        "can_rollback": version.status in training.SERVABLE,
+    }
+    return render(request, "mlops/registry_version.html", context)
+
+
+@require_POST
+@admin_required
+def rollback(request: HttpRequest, pk: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        training.rollback_to(version, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"Cannot roll back: {' '.join(exc.messages)}")
+    else:
+        messages.success(request, f"{version.version} is the champion again; new tickets are routed by it.")
+    return redirect("mlops:models")
