@@ -145,14 +145,16 @@ def test_marking_a_suggestion_helpful_updates_it_and_the_history_in_place(agent_
     screenshot(page, "suggestion-marked-helpful")
 
 
-def test_agents_get_403_on_the_admin_tuning_page_and_admins_see_it(agent_page, admin_page, screenshot):
+def test_agents_get_403_on_the_admin_model_and_tuning_pages_and_admins_reach_them(agent_page, admin_page, screenshot):
     try:
-        url = reverse("mlops:tuning")
+        urls = {"Models": reverse("mlops:models"), "Tuning": reverse("mlops:tuning")}
     except NoReverseMatch:
-        pytest.skip("the tuning page is not built yet (mlops engineer)")
-    response = agent_page.goto(url)
-    assert response.status == 403
+        pytest.skip("the model and tuning pages are not built yet (mlops engineer)")
     expect(agent_page.locator("[data-admin-link]")).to_have_count(0)
+    for url in urls.values():
+        assert agent_page.goto(url).status == 403
     admin_page.goto("/")
-    expect(admin_page.get_by_role("link", name="Tuning")).to_be_visible()
-    screenshot(admin_page, "admin-nav")
+    for label, url in urls.items():
+        admin_page.get_by_role("link", name=label, exact=True).click()
+        expect(admin_page).to_have_url(re.compile(re.escape(url) + "$"))
+    screenshot(admin_page, "admin-tuning-page")

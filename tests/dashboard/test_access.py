@@ -95,11 +95,12 @@ def test_agents_are_refused_every_admin_model_and_tuning_page(client, agent_alic
         assert codes <= {403, 405} and 403 in codes, (path, codes)
 
 
-def test_admins_reach_the_tuning_page_that_agents_are_refused(client, agent_alice, admin_ada):
+@pytest.mark.parametrize("name", ["mlops:models", "mlops:tuning"])
+def test_admins_reach_the_model_and_tuning_pages_that_agents_are_refused(client, agent_alice, admin_ada, name):
     try:
-        url = reverse("mlops:tuning")
+        url = reverse(name)
     except NoReverseMatch:
-        pytest.skip("the tuning page is not built yet (mlops engineer)")
+        pytest.skip(f"{name} is not built yet (mlops engineer)")
     client.force_login(agent_alice)
     assert client.get(url).status_code == 403
     client.force_login(admin_ada)
