@@ -168,6 +168,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "triage.tasks.requeue_stuck_tickets_task",
         "schedule": env_int("TRIAGE_SWEEP_SECONDS", 60, minimum=5),
     },
+    # Re-sends webhook deliveries whose scheduled retry message was lost.
+    "retry-due-webhooks": {
+        "task": "api.tasks.retry_due_webhooks_task",
+        "schedule": env_int("API_WEBHOOK_SWEEP_SECONDS", 60, minimum=5),
+    },
 }
 TRIAGE_STUCK_AFTER_SECONDS = env_int("TRIAGE_STUCK_AFTER_SECONDS", 300, minimum=1)
 
