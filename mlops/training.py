@@ -426,11 +426,10 @@ def split_examples(
 
 
 def team_classes(teams: Sequence[Team] | None = None) -> list:
-    """The routing classes of the active teams, as the scorers read them."""
-    from .inference.scorers import ClassSpec
+    """The classes both models are evaluated on: every active team, built as the router builds them."""
+    from triage.routing import team_classes as classes_of
 
-    teams = list(teams) if teams is not None else list(Team.objects.filter(active=True).order_by("slug"))
-    return [ClassSpec(slug=t.slug, name=t.name, description=t.description, hypothesis=t.hypothesis) for t in teams]
+    return classes_of(list(teams) if teams is not None else list(Team.objects.filter(active=True).order_by("slug")))
 
 
 def evaluate(scorer, texts: Sequence[str], labels: Sequence[str], classes: Sequence) -> dict[str, Any]:
