@@ -277,8 +277,7 @@ def accept(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         label = services.accept_routing(ticket, agent=request.user, source="dashboard")
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-        return _back(request, ticket)
+        return _refused(request, ticket, error)
     messages.success(request, f"Accepted the routing of #{ticket.pk} to {label.to_team.name}.")
     return _after_action(request, ticket)
 
@@ -296,8 +295,7 @@ def correct(request: HttpRequest, pk: int) -> HttpResponse:
         # Naming the team the ticket is already in is stored as an acceptance (correct_routing decides).
         label = services.correct_routing(ticket, team, agent=request.user, source="dashboard")
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-        return _back(request, ticket)
+        return _refused(request, ticket, error)
     if label.kind == Correction.Kind.ACCEPTED:
         messages.success(request, f"Accepted the routing of #{ticket.pk} to {team.name}.")
     else:
@@ -318,8 +316,7 @@ def reassign(request: HttpRequest, pk: int) -> HttpResponse:
             ticket, assignee=form.cleaned_data["assignee"], team=form.cleaned_data["team"], agent=request.user
         )
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-        return _back(request, ticket)
+        return _refused(request, ticket, error)
     messages.success(request, f"Reassigned #{ticket.pk}.")
     return _after_action(request, ticket)
 
@@ -411,6 +408,12 @@ def _ticket_url(ticket: Ticket, query: str) -> str:
 
 def _back(request: HttpRequest, ticket: Ticket) -> HttpResponse:
     return HttpResponseRedirect(_ticket_url(ticket, QueueParams.from_query(request.GET).as_query()))
+
+
+def _refused(request: HttpRequest, ticket: Ticket, error: ValidationError) -> HttpResponse:
+    """Back to the ticket, saying why the service refused the action."""
+    messages.error(request, " ".join(error.messages))
+    return _back(request, ticket)
 
 
 def _after_action(request: HttpRequest, ticket: Ticket) -> HttpResponse:
