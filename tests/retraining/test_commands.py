@@ -1,0 +1,88 @@
+"""The retrain and learning_curve commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from mlops.models import ModelVersion
+from tests.retraining.builders import TOPICS, label_tickets
+
+pytestmark = pytest.mark.django_db
+
+
+def test_retrain_check_says_why_the_trigger_does_not_fire_and_queues_nothing(teams, capsys):
+    label_tickets(teams, 2)
+    call_command("retrain", "--check")
+    out = capsys.readouterr().out
+    assert "queue-a: 2 labels" in out and "trigger: not now (teams below 8 labels" in out
+    assert not ModelVersion.objects.exists()
+
+
+def test_retrain_if_needed_does_nothing_when_the_trigger_does_not_fire(teams, capsys):
+    call_command("retrain", "--if-needed")
+    assert not ModelVersion.objects.exists()
+
+
+def test_retrain_inline_reports_a_failed_run(teams, settings, artifacts):
+    settings.TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM = 8
+    label_tickets(teams, 3)
+    with pytest.raises(CommandError, match="setfit-1 failed: need at least two active teams"):
+        call_command("retrain", "--inline")
+    assert ModelVersion.objects.get().status == "failed"
+
+
+def test_retrain_refuses_to_queue_a_second_run(teams, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():
+        call_command("retrain")
+    with pytest.raises(CommandError, match="already queued"):
+        call_command("retrain")
+
+
+@pytest.mark.slow
+def test_learning_curve_writes_numbers_per_shot_count_and_a_plot(tmp_path, capsys):
+    rows = ["text\tlabel"] + [f"{t}\t{slug}" for slug in ("queue-a", "queue-b", "queue-c") for t in TOPICS[slug]]
+    train = tmp_path / "train.tsv"
+    train.write_text("\n".join(rows[:1] + [r for i, r in enumerate(rows[1:]) if i % 14 < 10]) + "\n")
+    test = tmp_path / "test.tsv"
+    test.write_text("\n".join(rows[:1] + [r for i, r in enumerate(rows[1:]) if i % 14 >= 10]) + "\n")
+    out, plot = tmp_path / "curve.json", tmp_path / "curve.png"
+    call_command(
+        "learning_curve",
+        "--train", str(train),
+        "--test", str(test),
+        "--shots", "0,2",
+        "--zero-shot", "embedding",
+        "--set", "min_body_steps=2",
+        "--set", "max_body_steps=2",
+        "--json", str(out),
+        "--plot", str(plot),
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["complete"] and result["n_test"] == 12 and result["n_classes"] == 3
+    assert [(r["method"], r["shots"]) for r in result["rows"]] == [
+        ("nearest centroid", 2),
+        ("SetFit", 2),
+        ("zero-shot (embedding)", 0),
+    ]
+    setfit = result["rows"][1]
+    assert 0.0 <= setfit["accuracy"] <= 1.0 and setfit["train_seconds"] > 0 and setfit["n_train"] == 6
+    assert result["recipe"]["max_body_steps"] == 2
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "SetFit" in capsys.readouterr().out
+
+
+def test_learning_curve_refuses_a_file_without_the_header(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("hello\tworld\n")
+    with pytest.raises(CommandError, match="header"):
+        call_command("learning_curve", "--train", str(bad), "--test", str(bad))
+
+
+def test_learning_curve_refuses_an_unknown_recipe_field(tmp_path):
+    good = tmp_path / "good.tsv"
+    good.write_text("text\tlabel\nhello\ta\n")
+    with pytest.raises(CommandError, match="unknown recipe field"):
+        call_command("learning_curve", "--train", str(good), "--test", str(good), "--set", "nope=1")
