@@ -322,8 +322,9 @@ def suggest_threshold(
         support=best.routed_labeled,
         best_precision=best.precision,
         best_threshold=best.threshold,
-        message=f"No threshold reaches precision {target:.3f} for team {team!r} "
-        f"(best is {best.precision:.3f} at θ = {best.threshold:.3f}, on {best.routed_labeled} labeled tickets).",
+        message=f"No threshold reaches precision {target:.3f} for team {team!r} with at least {min_support} "
+        f"labeled tickets (best is {best.precision:.3f} at θ = {best.threshold:.3f}, "
+        f"on {best.routed_labeled} labeled tickets).",
     )
 
 

@@ -92,7 +92,8 @@ def test_a_target_no_threshold_reaches_says_the_best_there_is(ada_client, teams)
     [suggestion] = response.json()["suggestions"]
     assert suggestion["ok"] is False and suggestion["threshold"] is None
     assert suggestion["message"] == (
-        "No threshold reaches precision 0.990 for team 'billing' (best is 0.667 at θ = 0.850, on 3 labeled tickets)."
+        "No threshold reaches precision 0.990 for team 'billing' with at least 2 labeled tickets "
+        "(best is 0.667 at θ = 0.850, on 3 labeled tickets)."
     )
     html = ada_client.get(
         reverse("mlops:tuning"), {"target": "0.99", "min_support": "2", "team": "billing"}
