@@ -75,3 +75,33 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class ScorerHealth(models.Model):
+    """What a worker found when it loaded the routing scorer, so the web side can say it.
+
+    One row per (host, routing setting, configured model). When the configured scorer cannot load,
+    ``ok`` is False and ``message`` reads "NLI model X could not be loaded (reason); routing with
+    ensemble": the admin and the dashboard show it.
+    """
+
+    host = models.CharField(max_length=200)
+    requested = models.CharField(max_length=32, help_text="The routing scorer setting: auto, nli, embedding, ...")
+    model_ref = models.CharField(max_length=500, help_text="The model the setting asked for first.")
+    active_scorer = models.CharField(max_length=32, help_text="The scorer that routes.")
+    active_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ok = models.BooleanField(help_text="The requested scorer loaded.")
+    message = models.TextField(blank=True)
+    reported_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-reported_at"]
+        verbose_name_plural = "scorer health"
+        constraints = [
+            models.UniqueConstraint(fields=["host", "requested", "model_ref"], name="one_health_row_per_worker_setting")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.message or self.active_scorer}"

@@ -26,7 +26,9 @@ def build_tokenizer(directory: Path, model_max_length: int = 512):
     return BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, model_max_length=model_max_length)
 
 
-def build_nli_model(directory: Path, arch: str, id2label: dict[int, str], *, model_max_length: int = 512, seed: int = 0):
+def build_nli_model(
+    directory: Path, arch: str, id2label: dict[int, str], *, model_max_length: int = 512, seed: int = 0
+):
     """Save a tiny ``bert`` or ``deberta-v2`` sequence classifier with ``id2label`` and a tokenizer."""
     import torch
     from transformers import AutoModelForSequenceClassification, BertConfig, DebertaV2Config

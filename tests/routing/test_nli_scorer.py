@@ -35,7 +35,9 @@ def _scorer(path: str, **kwargs) -> NLIScorer:
 def pipeline_scores(path: str, texts, labels, *, template="This ticket is about {}.", multi_label=False) -> np.ndarray:
     rows = []
     for text in texts:
-        out = _pipeline(path)(text, candidate_labels=list(labels), hypothesis_template=template, multi_label=multi_label)
+        out = _pipeline(path)(
+            text, candidate_labels=list(labels), hypothesis_template=template, multi_label=multi_label
+        )
         rows.append([out["scores"][out["labels"].index(label)] for label in labels])
     return np.array(rows)
 
@@ -76,7 +78,10 @@ def test_a_custom_template_gives_the_pipelines_scores(nli_models):
 def test_a_hypothesis_per_class_gives_the_pipelines_scores_for_those_sentences(nli_models, multi_label):
     path = nli_models["bert"]
     hypotheses = ["The customer was charged wrongly.", "The customer cannot log in.", "A parcel is late."]
-    specs = [ClassSpec(slug, slug, hypothesis=h) for slug, h in zip(["billing", "login", "delivery"], hypotheses)]
+    specs = [
+        ClassSpec(slug, slug, hypothesis=h)
+        for slug, h in zip(["billing", "login", "delivery"], hypotheses, strict=True)
+    ]
     ours = _scorer(path).score(TEXTS, specs, multi_label=multi_label)
     theirs = pipeline_scores(path, TEXTS, hypotheses, template="{}", multi_label=multi_label)
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
@@ -88,7 +93,9 @@ def test_a_class_hypothesis_with_braces_takes_the_class_name(nli_models):
     ours = _scorer(path).score(TEXTS[:2], specs)
     mixed = np.array(
         [
-            pipeline_scores(path, [t], ["It is a billing question.", "This ticket is about delivery."], template="{}")[0]
+            pipeline_scores(path, [t], ["It is a billing question.", "This ticket is about delivery."], template="{}")[
+                0
+            ]
             for t in TEXTS[:2]
         ]
     )
@@ -136,7 +143,8 @@ def test_text_beyond_the_model_length_keeps_its_head_and_tail_by_default(nli_mod
     premise = tokens[1 : tokens.index("[SEP]")]
     assert premise[-3:] == ["is", "my", "parcel"]  # the tail survived
     assert not np.allclose(
-        scorer.score([LONG], classes(LABELS)), NLIScorer(nli_models["short"], truncation="head").score([LONG], classes(LABELS))
+        scorer.score([LONG], classes(LABELS)),
+        NLIScorer(nli_models["short"], truncation="head").score([LONG], classes(LABELS)),
     )
 
 
