@@ -1,0 +1,64 @@
+"""Build the demo evaluation set from the demo tickets: ``python -m search.eval_data.build``.
+
+Each demo ticket lists the articles that genuinely help it (``articles``). A ticket is a query
+(subject and body, as the app searches it) and each listed article a relevant one (grade 1; the
+demo data does not grade them). Tickets are split by a hash of their id, so adding tickets never
+moves an old one between the parts:
+
+* ``demo_dev_*``: 40 % of the tickets, the only ones the fusion weights are fitted on;
+* ``demo_test_*``: the other 60 %, for reporting;
+* ``demo_subject_test_*``: the subject lines alone of half of the test tickets (hash bucket
+  40-69), a second, never-fitted set of short queries (chat-like one-liners, where the body's
+  detail is missing). Half, because reranking is the costly part of an evaluation on two shared
+  CPU cores.
+
+Tickets that list no article are left out (the metrics need at least one relevant article).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEMO = HERE.parent.parent / "triage" / "demo_data" / "tickets.jsonl"
+DEV_SHARE = 40  # percent
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def bucket(external_id: str) -> int:
+    return int(hashlib.sha1(external_id.encode()).hexdigest(), 16) % 100
+
+
+def build(tickets_path: Path = DEMO, out: Path = HERE) -> dict[str, int]:
+    parts: dict[str, tuple[list[str], list[str]]] = {name: ([], []) for name in ("dev", "test", "subject_test")}
+    for line in tickets_path.read_text().splitlines():
+        if not line.strip():
+            continue
+        ticket = json.loads(line)
+        articles = ticket.get("articles") or []
+        if not articles:
+            continue
+        qid = ticket["external_id"]
+        text = _clean(f"{ticket.get('subject', '')}\n\n{ticket['body']}")
+        b = bucket(qid)
+        names = ["dev"] if b < DEV_SHARE else ["test", "subject_test"] if b < 70 else ["test"]
+        for name in names:
+            queries, qrels = parts[name]
+            query = _clean(ticket.get("subject") or ticket["body"].splitlines()[0]) if name == "subject_test" else text
+            queries.append(f"{qid}\t{query}")
+            qrels.extend(f"{qid}\t{article}\t1" for article in dict.fromkeys(articles))
+    counts = {}
+    for name, (queries, qrels) in parts.items():
+        (out / f"demo_{name}_queries.tsv").write_text("\n".join(queries) + "\n")
+        (out / f"demo_{name}_qrels.tsv").write_text("\n".join(qrels) + "\n")
+        counts[name] = len(queries)
+    return counts
+
+
+if __name__ == "__main__":
+    print(build())

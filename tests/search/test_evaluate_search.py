@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from search.models import Article, FusionWeights
+from tests.search.conftest import KB
+
+
+@pytest.fixture
+def eval_files(tmp_path):
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": r["external_id"],
+                    "title": r["title"],
+                    "body": r["body"],
+                    "format": r.get("format", "markdown"),
+                    "team": "ignored",
+                }
+            )
+            for r in KB
+        )
+        + "\n"
+    )
+    queries = tmp_path / "queries.tsv"
+    queries.write_text(
+        "q1\trefund for a renewal I did not want\n"
+        "q2\tforgot my password, reset email missing\n"
+        "q3\tcamera light blinking orange, offline\n"
+        "q4\tno label for this one\n"
+    )
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\tkb-refund\t1\nq2\tkb-password\t1\nq3\tkb-offline\t2\nq3\tkb-shipping\t0\n")
+    return kb, queries, qrels
+
+
+def test_it_reports_every_stage_as_a_table_and_json_without_touching_the_live_kb(eval_files, tmp_path, kb, capsys):
+    live = set(Article.objects.values_list("pk", "content_hash"))
+    out = tmp_path / "metrics.json"
+    kb_file, queries, qrels = eval_files
+    call_command(
+        "evaluate_search",
+        "--kb",
+        str(kb_file),
+        "--queries",
+        str(queries),
+        "--qrels",
+        str(qrels),
+        "--json",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache.sqlite"),
+    )
+    printed = capsys.readouterr()
+    assert "1 query(ies) have no relevant article" in printed.err
+    for stage in ("dense", "hybrid", "rerank", "final"):
+        assert stage in printed.out
+    metrics = json.loads(out.read_text())
+    assert {"dense", "hybrid", "rerank", "final", "meta"} <= set(metrics)
+    for stage in ("dense", "hybrid", "rerank", "final"):
+        assert metrics[stage]["queries"] == 3
+        assert metrics[stage]["mrr@10"] == pytest.approx(1.0)
+        assert metrics[stage]["recall@100"] == pytest.approx(1.0)
+    assert set(Article.objects.values_list("pk", "content_hash")) == live
+
+
+def test_fit_search_weights_stores_weights_the_app_then_serves(eval_files, tmp_path, db, capsys):
+    kb_file, queries, qrels = eval_files
+    call_command(
+        "fit_search_weights",
+        "--kb",
+        str(kb_file),
+        "--queries",
+        str(queries),
+        "--qrels",
+        str(qrels),
+        "--min-queries",
+        "3",
+        "--store",
+        "--output",
+        str(tmp_path / "w.json"),
+        "--cache",
+        str(tmp_path / "cache.sqlite"),
+    )
+    row = FusionWeights.objects.get()
+    assert row.source == "labeled" and row.n_queries == 3
+    assert sum(row.weights.values()) == pytest.approx(1.0)
+    assert json.loads((tmp_path / "w.json").read_text())["weights"] == row.weights
+    with pytest.raises(CommandError, match="need at least 20"):
+        call_command(
+            "fit_search_weights",
+            "--kb",
+            str(kb_file),
+            "--queries",
+            str(queries),
+            "--qrels",
+            str(qrels),
+            "--store",
+            "--cache",
+            str(tmp_path / "cache.sqlite"),
+        )
+
+
+def test_bad_evaluation_files_are_named_with_their_line(eval_files, tmp_path, db):
+    kb_file, queries, qrels = eval_files
+    bad_queries = tmp_path / "bad.tsv"
+    bad_queries.write_text("q1 no tab here\n")
+    with pytest.raises(CommandError, match=r"bad.tsv:1: expected qid<TAB>text"):
+        call_command("evaluate_search", "--kb", str(kb_file), "--queries", str(bad_queries), "--qrels", str(qrels))
+    bad_qrels = tmp_path / "badq.tsv"
+    bad_qrels.write_text("q1\tkb-refund\tvery\n")
+    with pytest.raises(CommandError, match="relevance must be an integer"):
+        call_command("evaluate_search", "--kb", str(kb_file), "--queries", str(queries), "--qrels", str(bad_qrels))
+
+
+def test_fitting_on_feedback_needs_enough_marked_tickets(kb, agent_alice):
+    from search.services import record_suggestion_feedback, suggest_for_ticket
+    from triage.models import Ticket
+
+    ticket = Ticket.objects.create(subject="refund", body="I want my money back for the renewal")
+    suggest_for_ticket(ticket, search_kwargs={"rerank_depth": 0})
+    record_suggestion_feedback(ticket, kb["kb-refund"], helpful=True, agent=agent_alice)
+    record_suggestion_feedback(ticket, kb["kb-password"], helpful=False, agent=agent_alice)
+    with pytest.raises(CommandError, match="only 1 labeled queries; need at least 20"):
+        call_command("fit_search_weights", "--from-feedback", "--store")
+    call_command("fit_search_weights", "--from-feedback", "--store", "--min-queries", "1", "--step", "0.25")
+    assert FusionWeights.objects.get().source == "feedback"
