@@ -29,7 +29,8 @@ from functools import cached_property
 
 import numpy as np
 
-DEFAULT_BINS = 10
+# The binning of mlops.calibration.expected_calibration_error, so that "ECE" means one thing on every page.
+DEFAULT_BINS = 15
 DEFAULT_MIN_SUPPORT = 10
 # Decisions that leave a ticket for a person to route (docs/architecture.md glossary: "needs triage").
 NEEDS_TRIAGE_DECISIONS = frozenset({"suggested", "abstained"})
@@ -363,7 +364,8 @@ class Reliability:
 def reliability(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = DEFAULT_BINS) -> Reliability:
     """Equal-width reliability bins over [0, 1] and the expected calibration error.
 
-    Bin ``b`` holds confidences in ``[b/n, (b+1)/n)``; the last bin also holds 1.0.
+    Bin ``b`` holds confidences in ``[b/n, (b+1)/n)``; the last bin also holds 1.0. The default
+    ``n_bins`` is 15, as in ``mlops.calibration.expected_calibration_error``.
     ``ECE = Σ_b (n_b / n) · |accuracy_b − mean confidence_b|``.
 
     >>> reliability([0.9, 0.9, 0.2], [True, False, False], n_bins=10).ece

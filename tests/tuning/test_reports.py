@@ -34,10 +34,10 @@ def direct_rows(history: History) -> dict[tuple[int, str], dict]:
         auto = [p for p in predictions if p.decision == "auto_routed"]
         auto_labeled = [(p, history.latest_label(p.ticket_id)) for p in auto]
         auto_labeled = [(p, y) for p, y in auto_labeled if y is not None]
-        # ECE over ten bins of top-team confidence
+        # ECE over fifteen bins of top-team confidence
         bins = defaultdict(list)
         for p, y in labeled:
-            bins[min(math.floor(p.confidence * 10), 9)].append((p.confidence, p.top == y))
+            bins[min(math.floor(p.confidence * 15), 14)].append((p.confidence, p.top == y))
         ece = sum(
             len(m) / len(labeled) * abs(sum(ok for _, ok in m) / len(m) - sum(c for c, _ in m) / len(m))
             for m in bins.values()

@@ -148,7 +148,7 @@ def test_target_precision_must_be_within_zero_and_one(target):
         tuning.suggest_threshold(tuning.Outcomes.from_rows([]), "a", target)
 
 
-def direct_ece(conf, correct, n_bins=10):
+def direct_ece(conf, correct, n_bins=15):
     bins: dict[int, list[tuple[float, bool]]] = {}
     for c, ok in zip(conf, correct, strict=True):
         b = min(int(math.floor(c * n_bins)), n_bins - 1)
@@ -241,3 +241,17 @@ def test_quality_counts_auto_routes_and_needs_triage_from_stored_decisions():
     assert q.auto_route_precision == 1 / 2
     assert q.needs_triage_rate == 2 / 5
     assert q.accuracy == 2 / 4
+
+
+def test_ece_is_the_same_number_model_evaluation_reports():
+    import numpy as np
+
+    from mlops.calibration import expected_calibration_error
+
+    rows, scores = random_outcomes()
+    labeled = [i for i, r in enumerate(rows) if r[3] is not None]
+    # Distinct scores per row, so argmax and the fixture's top team agree.
+    probs = np.array([[scores[i][t] + 1e-9 * (t == rows[i][1]) for t in TEAMS] for i in labeled])
+    labels = np.array([TEAMS.index(rows[i][3]) for i in labeled])
+    ours = tuning.overall_reliability(tuning.Outcomes.from_rows([(i, r[1], r[2], r[3]) for i, r in enumerate(rows)]))
+    assert ours.ece == pytest.approx(expected_calibration_error(probs, labels), abs=1e-6)
