@@ -130,7 +130,20 @@ def serving_version() -> Serving:
     version = ensure_zero_shot_version(choice.scorer, promote=not choice.degraded and not reason)
     if champion is None and version.status != ModelVersion.Status.CHAMPION:
         version = ensure_zero_shot_version(choice.scorer, promote=True)  # bootstrap: something must be champion
+    _report_once(choice, version)
     return Serving(version, choice.scorer, "; ".join(r for r in (reason, choice.fallback_reason) if r))
+
+
+_reported: set[tuple] = set()
+
+
+def _report_once(choice: ScorerChoice, version: ModelVersion) -> None:
+    """Report this process's scorer the first time it routes with it (workers that skip warming too)."""
+    key = (choice.requested, _requested_model_ref(choice.requested), choice.scorer.name, version.pk)
+    if key in _reported:
+        return
+    report_scorer_health(choice, version)
+    _reported.add(key)
 
 
 # --- Health and status ----------------------------------------------------------------------------

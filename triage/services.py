@@ -145,3 +145,56 @@ def record_label(
         agent=agent,
         source=source,
     )
+
+
+# --- Routing labels ----------------------------------------------------------------------------------
+def _latest_prediction(ticket: Ticket):
+    return ticket.predictions.select_related("chosen_team", "model_version").order_by("-created_at", "-pk").first()
+
+
+def _route_to(ticket: Ticket, team: Team) -> None:
+    ticket.team = team
+    if ticket.status != Ticket.Status.RESOLVED:
+        ticket.status = Ticket.Status.ROUTED
+    ticket.routing_error = ""
+    ticket.save(update_fields=["team", "status", "routing_error", "updated_at"])
+
+
+def accept_routing(ticket: Ticket, *, agent, source: str = "dashboard") -> Correction:
+    """An agent confirms the team the ticket was routed to, or the router's suggestion: a label.
+
+    Routes the ticket there (status ``routed``). Raises ``ValidationError`` when there is nothing to
+    accept (no team and no suggestion: the router abstained); nothing is stored then.
+
+    >>> accept_routing(ticket, agent=alice)                      # doctest: +SKIP
+    <Correction: accepted>
+    """
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        prediction = _latest_prediction(ticket)
+        team = ticket.team or (prediction.chosen_team if prediction is not None else None)
+        if team is None:
+            raise ValidationError({"team": ["there is no routing or suggestion to accept; pick a team instead"]})
+        label = record_label(
+            ticket, team, agent=agent, kind=Correction.Kind.ACCEPTED, source=source, prediction=prediction
+        )
+        _route_to(ticket, team)
+    return label
+
+
+def correct_routing(ticket: Ticket, team: Team, *, agent, source: str = "dashboard") -> Correction:
+    """An agent names the right team for the ticket: a label, and the ticket moves there.
+
+    Naming the team the ticket already has (or was suggested) is an acceptance. Raises
+    ``ValidationError`` for an inactive team; nothing is stored then.
+    """
+    if team is None or not team.active:
+        raise ValidationError({"team": ["choose an active team"]})
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        prediction = _latest_prediction(ticket)
+        current = ticket.team or (prediction.chosen_team if prediction is not None else None)
+        kind = Correction.Kind.ACCEPTED if current == team else Correction.Kind.CORRECTED
+        label = record_label(ticket, team, agent=agent, kind=kind, source=source, prediction=prediction)
+        _route_to(ticket, team)
+    return label

@@ -1,0 +1,290 @@
+"""Routing a ticket: score it against the teams, decide, store the decision, move the ticket on.
+
+``route_ticket(ticket_id)`` is what the ``route_ticket_task`` worker runs. It claims the ticket with a
+conditional UPDATE (``new``/``routing`` → ``routing``, attempts + 1), scores it with the version that
+serves now (``mlops.services.serving_version``), calibrates, decides, and stores one ``Prediction`` per
+(ticket, model version) in the same transaction as the ticket's new status. A re-run (a redelivered
+message, the sweeper) finds the ticket decided and does nothing; a run after a crash claims it again.
+
+The decision (``decide``), from the calibrated scores:
+
+* the top team is in mode ``auto`` and its score is at or above the team's threshold → ``auto_routed``:
+  the ticket goes to that team (status ``routed``);
+* otherwise, if the top team leads the second by at least ``TRIAGE_SUGGEST_MARGIN`` → ``suggested``:
+  agents see the suggestion, the ticket waits in ``needs_triage`` for a person;
+* otherwise → ``abstained``: ``needs_triage`` with no team shown as chosen. A guess is never shown as
+  a decision.
+
+Teams in mode ``off`` are not scored at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .models import Prediction, Team, Ticket
+from .signals import ticket_decided
+
+logger = logging.getLogger(__name__)
+
+
+def _setting(name: str, default, parse):
+    """A routing setting from Django settings, else the environment (typed, refusing bad values)."""
+    value = getattr(settings, name, None)
+    return value if value is not None else parse(name, default)
+
+
+def suggest_margin() -> float:
+    from config.settings import env_float
+
+    return float(_setting("TRIAGE_SUGGEST_MARGIN", 0.10, lambda n, d: env_float(n, d, lo=0.0, hi=1.0)))
+
+
+def max_routing_attempts() -> int:
+    from config.settings import env_int
+
+    return int(_setting("TRIAGE_MAX_ROUTING_ATTEMPTS", 5, lambda n, d: env_int(n, d, minimum=1)))
+
+
+def stuck_after() -> timedelta:
+    return timedelta(seconds=int(settings.TRIAGE_STUCK_AFTER_SECONDS))
+
+
+# --- Classes and decisions ------------------------------------------------------------------------
+def routable_teams() -> list[Team]:
+    """Active teams not switched off, in a stable order (by slug)."""
+    return list(Team.objects.filter(active=True).exclude(mode=Team.Mode.OFF).order_by("slug"))
+
+
+def team_classes(teams: Sequence[Team]):
+    """The scorers' view of the teams."""
+    from mlops.inference.scorers import ClassSpec
+
+    return [
+        ClassSpec(slug=t.slug, name=t.name, description=t.description or "", hypothesis=t.hypothesis or "")
+        for t in teams
+    ]
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    team: Team | None  # the team routed to or suggested; None when abstaining
+    confidence: float
+    threshold: float
+    top_slug: str
+
+
+def decide(scores: dict[str, float], teams: dict[str, Team], *, margin: float | None = None) -> Decision:
+    """The decision for calibrated ``scores`` (team slug → probability) under the teams' modes and thresholds.
+
+    >>> decide({"billing": 0.95, "orders": 0.05}, {"billing": billing, "orders": orders}).decision  # doctest: +SKIP
+    'auto_routed'
+    """
+    if not scores:
+        raise ValueError("no scores to decide from")
+    margin = suggest_margin() if margin is None else margin
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+    top_slug, top = ranked[0]
+    second = ranked[1][1] if len(ranked) > 1 else 0.0
+    team = teams[top_slug]
+    threshold = float(team.threshold)
+    if team.mode == Team.Mode.AUTO and top >= threshold:
+        return Decision(Prediction.Decision.AUTO_ROUTED, team, top, threshold, top_slug)
+    if top - second >= margin:
+        return Decision(Prediction.Decision.SUGGESTED, team, top, threshold, top_slug)
+    return Decision(Prediction.Decision.ABSTAINED, None, top, threshold, top_slug)
+
+
+# --- Routing one ticket ---------------------------------------------------------------------------
+class RoutingGaveUp(Exception):
+    """The ticket went to needs-triage without a decision (no teams, too many attempts, bad input)."""
+
+
+def claim_ticket(ticket_id: int) -> Ticket | None:
+    """Move the ticket to ``routing`` if it is ``new`` or ``routing``; None when there is nothing to do."""
+    now = timezone.now()
+    claimed = Ticket.objects.filter(pk=ticket_id, status__in=[Ticket.Status.NEW, Ticket.Status.ROUTING]).update(
+        status=Ticket.Status.ROUTING, routing_attempts=F("routing_attempts") + 1, routing_started_at=now
+    )
+    if claimed != 1:
+        return None
+    return Ticket.objects.get(pk=ticket_id)
+
+
+def give_up_routing(ticket_id: int, error: str) -> bool:
+    """Send an undecided ticket to needs-triage with ``error``; never lost, never half-decided."""
+    moved = Ticket.objects.filter(pk=ticket_id, status__in=[Ticket.Status.NEW, Ticket.Status.ROUTING]).update(
+        status=Ticket.Status.NEEDS_TRIAGE, routing_error=error[:2000], updated_at=timezone.now()
+    )
+    if moved:
+        logger.warning("ticket %s goes to needs-triage undecided: %s", ticket_id, error)
+    return bool(moved)
+
+
+def _test_delay(ticket: Ticket) -> None:
+    """Tests make routing slow so that they can kill a worker mid-task; honoured only when TRIAGE_ENV=test.
+
+    ``TRIAGE_TEST_ROUTING_DELAY`` seconds, for the first ``TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS`` (default 1)
+    attempts of a ticket: a redelivered attempt then runs at normal speed.
+    """
+    if settings.TRIAGE_ENV != "test":
+        return
+    delay = float(os.environ.get("TRIAGE_TEST_ROUTING_DELAY", "0") or 0)
+    attempts = int(os.environ.get("TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS", "1") or 1)
+    if delay > 0 and ticket.routing_attempts <= attempts:
+        logger.info("ticket %s: test delay of %s s (attempt %s)", ticket.pk, delay, ticket.routing_attempts)
+        time.sleep(delay)
+
+
+def route_ticket(ticket_id: int) -> Prediction | None:
+    """Claim, score, decide and store the routing of one ticket. Idempotent.
+
+    Returns the stored (or already stored) prediction; None when the ticket was already decided,
+    deleted, or sent to needs-triage without a decision. Database and model-loading errors propagate
+    for the task to retry.
+    """
+    from mlops.calibration import apply_calibration, softmax
+    from mlops.inference.scorers import InvalidInput
+    from mlops.services import serving_version
+
+    ticket = claim_ticket(ticket_id)
+    if ticket is None:
+        return None
+    if ticket.routing_attempts > max_routing_attempts():
+        give_up_routing(ticket_id, f"gave up after {ticket.routing_attempts - 1} routing attempts")
+        return None
+    teams = routable_teams()
+    if not teams:
+        give_up_routing(ticket_id, "no active team to route to")
+        return None
+    serving = serving_version()
+    if serving.fallback_reason:
+        logger.warning("ticket %s: %s; routing with %s", ticket_id, serving.fallback_reason, serving.scorer.name)
+    _test_delay(ticket)
+    started = time.perf_counter()
+    try:
+        logits = serving.scorer.logits([ticket.text], team_classes(teams))[0]
+    except InvalidInput as exc:
+        give_up_routing(ticket_id, f"cannot route this ticket: {exc}")
+        return None
+    latency_ms = (time.perf_counter() - started) * 1000
+    raw = softmax(logits)
+    calibrated = apply_calibration(logits, serving.version.calibration)
+    slugs = [t.slug for t in teams]
+    scores = {slug: round(float(p), 6) for slug, p in zip(slugs, calibrated, strict=True)}
+    decision = decide(scores, {t.slug: t for t in teams})
+    return store_decision(
+        ticket_id,
+        serving.version,
+        scorer=serving.scorer.name,
+        scores=scores,
+        raw_scores={slug: float(p) for slug, p in zip(slugs, raw, strict=True)},
+        decision=decision,
+        latency_ms=latency_ms,
+    )
+
+
+def store_decision(
+    ticket_id: int,
+    version,
+    *,
+    scorer: str,
+    scores: dict[str, float],
+    raw_scores: dict[str, float],
+    decision: Decision,
+    latency_ms: float | None,
+) -> Prediction | None:
+    """Store the prediction and move the ticket, in one transaction; send ``ticket_decided`` on commit.
+
+    The ticket row is locked first: if a person decided it meanwhile, or another run already stored
+    this version's prediction, nothing new is written.
+    """
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().filter(pk=ticket_id).first()
+        if ticket is None or ticket.status != Ticket.Status.ROUTING:
+            return None
+        prediction = Prediction.objects.filter(ticket=ticket, model_version=version).first()
+        if prediction is None:
+            prediction = Prediction.objects.create(
+                ticket=ticket,
+                model_version=version,
+                scorer=scorer,
+                scores=scores,
+                raw_scores=raw_scores,
+                chosen_team=decision.team,
+                confidence=decision.confidence,
+                threshold=decision.threshold,
+                decision=decision.decision,
+                latency_ms=latency_ms,
+            )
+        if prediction.decision == Prediction.Decision.AUTO_ROUTED:
+            ticket.status = Ticket.Status.ROUTED
+            ticket.team = prediction.chosen_team
+        else:
+            ticket.status = Ticket.Status.NEEDS_TRIAGE
+        ticket.routing_error = ""
+        ticket.save(update_fields=["status", "team", "routing_error", "updated_at"])
+        transaction.on_commit(lambda: ticket_decided.send(sender=Prediction, ticket=ticket, prediction=prediction))
+    logger.info(
+        "ticket %s: %s %s (%.3f, threshold %.2f) by %s",
+        ticket_id,
+        prediction.decision,
+        prediction.chosen_team.slug if prediction.chosen_team else "-",
+        prediction.confidence or 0.0,
+        prediction.threshold or 0.0,
+        version,
+    )
+    return prediction
+
+
+# --- The sweeper ----------------------------------------------------------------------------------
+def stuck_tickets(*, older_than: timedelta | None = None, limit: int = 500) -> list[int]:
+    """Ids of tickets in ``routing`` (or still ``new``) for longer than ``older_than``, oldest first."""
+    cutoff = timezone.now() - (older_than if older_than is not None else stuck_after())
+    since = Coalesce("routing_started_at", "created_at")
+    return list(
+        Ticket.objects.annotate(since=since)
+        .filter(Q(status=Ticket.Status.ROUTING) | Q(status=Ticket.Status.NEW), since__lte=cutoff)
+        .order_by("since")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def requeue_stuck_tickets(*, older_than: timedelta | None = None, limit: int = 500, send=None) -> list[int]:
+    """Re-queue routing for stuck tickets; marks each so it is not re-sent again before ``older_than``.
+
+    Tickets that used up their attempts go to needs-triage instead. Returns the ids re-queued.
+    """
+    if send is None:
+        from config.celery import app
+
+        def send(ticket_id: int) -> None:
+            app.send_task("triage.tasks.route_ticket_task", args=[ticket_id], queue="inference")
+
+    ids = stuck_tickets(older_than=older_than, limit=limit)
+    attempts = max_routing_attempts()
+    exhausted = set(Ticket.objects.filter(pk__in=ids, routing_attempts__gte=attempts).values_list("pk", flat=True))
+    for ticket_id in exhausted:
+        give_up_routing(ticket_id, f"gave up after {attempts} routing attempts (the worker never finished)")
+    requeued = [i for i in ids if i not in exhausted]
+    if requeued:
+        # Restart the clock so that the next sweep leaves them alone while they wait in the queue.
+        Ticket.objects.filter(pk__in=requeued, status__in=[Ticket.Status.NEW, Ticket.Status.ROUTING]).update(
+            routing_started_at=timezone.now()
+        )
+        for ticket_id in requeued:
+            send(ticket_id)
+        logger.info("re-queued routing of %d stuck tickets", len(requeued))
+    return requeued
