@@ -7,9 +7,12 @@ page stays small and searchable.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import matplotlib
 
@@ -32,6 +35,32 @@ WARN = "#dc2626"
 MUTED = "#6b7280"
 
 
+_CACHE: OrderedDict[str, str] = OrderedDict()
+_CACHE_SIZE = 256
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached(draw: Callable[..., str]) -> Callable[..., str]:
+    """Drawing takes a few hundred milliseconds; the same numbers always give the same picture, so
+    each process keeps the most recent SVGs by the repr of their inputs (frozen dataclasses, lists)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> str:
+        key = f"{draw.__name__}:{args!r}:{sorted(kwargs.items())!r}"
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                _CACHE.move_to_end(key)
+                return _CACHE[key]
+        svg = draw(*args, **kwargs)
+        with _CACHE_LOCK:
+            _CACHE[key] = svg
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return svg
+
+    return wrapper
+
+
 def _svg(fig: Figure, label: str) -> str:
     buffer = io.StringIO()
     with matplotlib.rc_context(_RC):
@@ -49,6 +78,7 @@ def _figure(width: float = 4.2, height: float = 3.2) -> Figure:
     return fig
 
 
+@_cached
 def precision_recall_svg(
     points: Sequence[CurvePoint],
     team: str,
@@ -88,6 +118,7 @@ def precision_recall_svg(
     return _svg(fig, f"Precision-recall curve of team {team}")
 
 
+@_cached
 def reliability_svg(result: Reliability, title: str) -> str:
     """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration,
     bar widths proportional to nothing (counts are in the table), ECE in the title."""
@@ -124,6 +155,7 @@ def reliability_svg(result: Reliability, title: str) -> str:
     return _svg(fig, f"Reliability diagram: {title}")
 
 
+@_cached
 def confusion_svg(result: Confusion) -> str:
     """Heat map of labels (rows) against top teams (columns), counts written in the cells."""
     size = max(3.2, 0.42 * len(result.classes) + 1.6)
@@ -145,6 +177,7 @@ def confusion_svg(result: Confusion) -> str:
     return _svg(fig, "Confusion matrix of labels against predicted teams")
 
 
+@_cached
 def weekly_trend_svg(rows: Sequence[dict], metric: str, title: str) -> str:
     """One line per model version: ``metric`` by ISO week."""
     fig = _figure(5.0, 2.8)
@@ -155,14 +188,18 @@ def weekly_trend_svg(rows: Sequence[dict], metric: str, title: str) -> str:
         versions: dict[str, list[dict]] = {}
         for r in rows:
             versions.setdefault(r["model_version"], []).append(r)
+        plotted = False
         for name, version_rows in versions.items():
             pts = sorted((position[r["week"]], r[metric]) for r in version_rows if r[metric] is not None)
             if pts:
                 ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", ms=3, lw=1.2, label=name)
+                plotted = True
         ax.set_xticks(range(len(weeks)), weeks, rotation=30, ha="right")
         ax.set_ylim(0, 1.02)
         ax.set_title(title)
         ax.grid(alpha=0.25)
-        if versions:
+        if plotted:
             ax.legend(fontsize=7, frameon=False)
+        else:
+            ax.text(0.5, 0.5, "no data yet", ha="center", va="center", color=MUTED, transform=ax.transAxes)
     return _svg(fig, title)
