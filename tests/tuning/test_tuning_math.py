@@ -255,3 +255,14 @@ def test_ece_is_the_same_number_model_evaluation_reports():
     labels = np.array([TEAMS.index(rows[i][3]) for i in labeled])
     ours = tuning.overall_reliability(tuning.Outcomes.from_rows([(i, r[1], r[2], r[3]) for i, r in enumerate(rows)]))
     assert ours.ece == pytest.approx(expected_calibration_error(probs, labels), abs=1e-6)
+
+
+def test_plots_are_labelled_svg_and_drawn_once_per_set_of_numbers():
+    from mlops import plots
+
+    rows, _ = random_outcomes()
+    result = tuning.overall_reliability(tuning.Outcomes.from_rows(rows))
+    svg = plots.reliability_svg(result, "overall")
+    assert svg.startswith("<svg ") and 'role="img"' in svg and 'aria-label="Reliability diagram: overall"' in svg
+    assert plots.reliability_svg(result, "overall") is svg
+    assert plots.reliability_svg(result, "team a") != svg
