@@ -435,8 +435,11 @@ class EnsembleScorer(BaseScorer):
     The bi-encoder ranks all classes; the cross-encoder reads the ticket with each of its
     ``shortlist`` best classes, and ``ce_weight ×`` its logit is added to theirs. Classes off the
     shortlist get the lowest cross-encoder logit of the shortlist, so a class the bi-encoder ranked
-    low cannot overtake one the cross-encoder read. The weight and the shortlist were chosen on
-    Banking77 train/dev (``evaluate_routing``); the test split was read once.
+    low cannot overtake one the cross-encoder read.
+
+    Chosen on Banking77 dev and a 1,000-ticket train sample, never on test: ``ce_weight`` 0.3 was best
+    on both (+2.5 points over the embedding alone); shortlists of 5 to 20 scored the same, 10 keeps
+    the right class in the shortlist for 97 % of tickets.
     """
 
     name = "ensemble"
@@ -447,7 +450,7 @@ class EnsembleScorer(BaseScorer):
         cross_encoder: CrossEncoderScorer | None = None,
         *,
         shortlist: int = 10,
-        ce_weight: float = 0.4,
+        ce_weight: float = 0.3,
     ) -> None:
         self.embedding = embedding or EmbeddingScorer()
         self.cross_encoder = cross_encoder or CrossEncoderScorer()
