@@ -1,0 +1,64 @@
+"""The task body in eager mode: which errors are retried, and that a ticket always reaches a person."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError
+
+from triage import routing, tasks
+from triage.models import Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ticket(db) -> Ticket:
+    return Ticket.objects.create(subject="Help", body="Something is wrong", status=Ticket.Status.ROUTING)
+
+
+def test_a_transient_error_is_retried_with_backoff_then_the_ticket_goes_to_needs_triage(ticket, monkeypatch):
+    calls = []
+
+    def flaky(ticket_id):
+        calls.append(ticket_id)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(routing, "route_ticket", flaky)
+    result = tasks.route_ticket_task.apply(args=[ticket.pk])
+    assert result.get() == "gave up"
+    assert len(calls) == tasks.MAX_RETRIES + 1
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.NEEDS_TRIAGE
+    assert f"routing failed {tasks.MAX_RETRIES + 1} times" in ticket.routing_error
+    assert [tasks.backoff_seconds(n) for n in range(6)] == [5, 10, 20, 40, 80, 160]
+
+
+def test_a_transient_error_that_clears_up_is_retried_until_it_works(ticket, monkeypatch):
+    outcomes = iter([OperationalError("blip"), None])
+
+    def once_flaky(ticket_id):
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        return None
+
+    monkeypatch.setattr(routing, "route_ticket", once_flaky)
+    assert tasks.route_ticket_task.apply(args=[ticket.pk]).get() == "nothing to do"
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.ROUTING  # untouched: route_ticket (stubbed here) owns the decision
+
+
+def test_a_bug_is_not_retried_and_the_ticket_still_reaches_a_person(ticket, monkeypatch):
+    def broken(ticket_id):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(routing, "route_ticket", broken)
+    assert tasks.route_ticket_task.apply(args=[ticket.pk]).get() == "failed"
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.NEEDS_TRIAGE
+    assert ticket.routing_error == "routing failed: ZeroDivisionError: division by zero"
+
+
+def test_the_sweeper_task_reports_how_many_it_requeued(db, monkeypatch):
+    monkeypatch.setattr(routing, "requeue_stuck_tickets", lambda: [1, 2, 3])
+    assert tasks.requeue_stuck_tickets_task.apply().get() == 3
