@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -168,20 +167,22 @@ def _follow(slug: str, renames: dict[str, str]) -> str:
     return slug
 
 
-def collect_labels(*, until=None) -> LabelSet:
+def collect_labels(*, until=None, texts: bool = True) -> LabelSet:
     """The latest label of each ticket, resolved to a current active team (see the module docstring).
 
     ``until``: only labels recorded up to this moment (the training's start), so that a run is
-    reproducible from its data hash even while agents keep labelling.
+    reproducible from its data hash even while agents keep labelling. ``texts=False`` leaves the
+    tickets' text out (empty), for counting.
     """
     labels = Correction.objects.all()
     if until is not None:
         labels = labels.filter(created_at__lte=until)
+    fields = ["pk", "ticket_id", "to_team_slug", "to_team"] + (["ticket__subject", "ticket__body"] if texts else [])
     latest = (
         labels.order_by("ticket_id", "-created_at", "-pk")
         .distinct("ticket_id")
-        .select_related("ticket", "to_team")
-        .only("pk", "ticket_id", "to_team_slug", "to_team", "ticket__subject", "ticket__body")
+        .select_related("to_team", *(["ticket"] if texts else []))
+        .only(*fields)
     )
     teams_by_slug = {t.slug: t for t in Team.objects.all()}
     renames: dict[str, str] | None = None
@@ -200,7 +201,7 @@ def collect_labels(*, until=None) -> LabelSet:
             continue
         if team.slug != label.to_team_slug:
             out.remapped[f"{label.to_team_slug} -> {team.slug}"] += 1
-        out.examples.append(Example(label.ticket_id, label.ticket.text, team.slug, label.pk))
+        out.examples.append(Example(label.ticket_id, label.ticket.text if texts else "", team.slug, label.pk))
     out.examples.sort(key=lambda e: e.ticket_id)
     return out
 
@@ -314,7 +315,7 @@ def new_labels_since(version: ModelVersion | None) -> int:
 def check_trigger() -> TriggerCheck:
     """Whether the label thresholds call for a training now, and why (or why not)."""
     active = list(Team.objects.filter(active=True).values_list("slug", flat=True))
-    counts = Counter(collect_labels().counts)
+    counts = Counter(collect_labels(texts=False).counts)
     per_team = {slug: counts.get(slug, 0) for slug in sorted(active)}
     new = new_labels_since(last_training())
     need, need_new = min_labels_per_team(), min_new_labels()
@@ -389,33 +390,40 @@ class Split:
     zero_shot_teams: list[str]  # active teams left to zero-shot (too few labels)
 
 
-def split_examples(
-    examples: Sequence[Example],
-    *,
-    min_per_team: int,
-    fraction: float,
-    seed: int,
-) -> Split:
-    """Stratified split: per team, ``fraction`` of its labels (at least one) are held out.
+# Fixed, so that a ticket held out once stays held out in later trainings: a later champion/challenger
+# comparison then runs on tickets neither model was trained on.
+HOLDOUT_SALT = "triage-holdout-v1"
 
-    Teams with fewer than ``min_per_team`` labels are not trained on: all their labels are held out,
-    so the evaluation still covers them (scored by the zero-shot part of the hybrid).
+
+def holdout_rank(ticket_id: int) -> float:
+    """A ticket's fixed place in [0, 1): held out when below the held-out fraction."""
+    digest = hashlib.sha256(f"{HOLDOUT_SALT}:{ticket_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_examples(examples: Sequence[Example], *, min_per_team: int, fraction: float) -> Split:
+    """Stratified, stable split: per team, the tickets whose ``holdout_rank`` is below ``fraction``.
+
+    Per team at least one ticket is held out and at least two are kept for training (the lowest
+    ranks fill or trim the held-out share). The assignment of a ticket does not depend on the other
+    tickets, so growing label sets keep their earlier held-out tickets held out. Teams with fewer than
+    ``min_per_team`` labels are not trained on: all their labels are held out, so the evaluation
+    still covers them (scored by the zero-shot part of the hybrid).
     """
     by_team: dict[str, list[Example]] = {}
-    for e in sorted(examples, key=lambda e: e.ticket_id):
+    for e in examples:
         by_team.setdefault(e.label, []).append(e)
-    rng = random.Random(seed)
     train: list[Example] = []
     holdout: list[Example] = []
     trained, zero_shot = [], []
     for team in sorted(by_team):
-        items = by_team[team]
+        items = sorted(by_team[team], key=lambda e: (holdout_rank(e.ticket_id), e.ticket_id))
         if len(items) < max(min_per_team, 3):
             holdout.extend(items)
             zero_shot.append(team)
             continue
-        rng.shuffle(items)
-        n_hold = min(len(items) - 2, max(1, round(len(items) * fraction)))
+        below = sum(1 for e in items if holdout_rank(e.ticket_id) < fraction)
+        n_hold = min(len(items) - 2, max(1, below))
         holdout.extend(items[:n_hold])
         train.extend(items[n_hold:])
         trained.append(team)
@@ -437,23 +445,29 @@ def evaluate(scorer, texts: Sequence[str], labels: Sequence[str], classes: Seque
 
     Also returns the raw ``logits`` (for calibration); ``_public`` strips them before storing.
     """
-    from .calibration import classification_report
-
-    slugs = [c.slug for c in classes]
-    index = {slug: i for i, slug in enumerate(slugs)}
     started = time.monotonic()
     logits = np.asarray(scorer.logits(list(texts), list(classes)), dtype=np.float64)
     seconds = time.monotonic() - started
-    y = np.array([index[label] for label in labels])
-    report = classification_report(y, logits.argmax(axis=1), slugs)
+    return {
+        **scores_of(logits, labels, [c.slug for c in classes]),
+        "seconds": round(seconds, 3),
+        "scorer": getattr(scorer, "name", ""),
+        "logits": logits,
+    }
+
+
+def scores_of(logits: np.ndarray, labels: Sequence[str], slugs: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and F1 per team of top-1 predictions (``mlops.calibration.classification_report``)."""
+    from .calibration import classification_report
+
+    index = {slug: i for i, slug in enumerate(slugs)}
+    y = np.array([index[label] for label in labels], dtype=np.int64)
+    report = classification_report(y, np.asarray(logits).argmax(axis=1), list(slugs))
     return {
         "accuracy": round(report["accuracy"], 4),
         "macro_f1": round(report["macro_f1"], 4),
         "f1_per_team": {s: round(v["f1"], 4) for s, v in report["per_class"].items() if v["support"]},
         "n": len(labels),
-        "seconds": round(seconds, 3),
-        "scorer": getattr(scorer, "name", ""),
-        "logits": logits,
     }
 
 
@@ -681,8 +695,8 @@ def run_training(version_id: int) -> ModelVersion:
     fraction = float(version.config.get("holdout_fraction", holdout_fraction()))
     margin = float(version.config.get("promotion_margin", promotion_margin()))
     digest = data_hash(labels.examples, {"min_per_team": need, "holdout": fraction})
-    seed = int(digest[:8], 16) % (2**31)  # same labels, same split and same training
-    split = split_examples(labels.examples, min_per_team=need, fraction=fraction, seed=seed)
+    seed = int(digest[:8], 16) % (2**31)  # same labels, same training
+    split = split_examples(labels.examples, min_per_team=need, fraction=fraction)
     report = labels.report()
     rec.log(
         "%d labelled tickets: %d used, excluded %s, remapped %s",
@@ -745,6 +759,8 @@ def run_training(version_id: int) -> ModelVersion:
             "recipe": dataclasses.asdict(recipe),
             "trained_teams": split.trained_teams,
             "zero_shot_teams": split.zero_shot_teams,
+            # Which tickets this version learnt from: a later challenger is not compared with it on them.
+            "train_ticket_ids": [e.ticket_id for e in split.train],
         },
         seed=seed,
     )
@@ -757,19 +773,28 @@ def run_training(version_id: int) -> ModelVersion:
     baseline, baseline_name = champion_scorer(champion)
     # Untrained teams are scored by the configured zero-shot scorer, exactly as when this version serves.
     challenger = SetFitScorer(target, version=version.version)
-    new = evaluate(challenger, holdout_texts, holdout_labels, classes)
-    old = evaluate(baseline, holdout_texts, holdout_labels, classes)
+    held_out = evaluate(challenger, holdout_texts, holdout_labels, classes)
+    # Both are compared on the same tickets, none of which either model was trained on.
+    seen = set((getattr(baseline, "meta", None) or {}).get("train_ticket_ids") or [])
+    keep = [i for i, e in enumerate(split.holdout) if e.ticket_id not in seen]
+    if not keep:
+        raise TrainingError("every held-out ticket was in the champion's training set: nothing to compare on")
+    compared_labels = [holdout_labels[i] for i in keep]
+    new = {**scores_of(held_out["logits"][keep], compared_labels, slugs), "scorer": challenger.name}
+    old = evaluate(baseline, [holdout_texts[i] for i in keep], compared_labels, classes)
     rec.log(
-        "held-out macro-F1: challenger %.3f (accuracy %.3f), champion %s %.3f (accuracy %.3f)",
+        "macro-F1 on %d held-out tickets: challenger %.3f (accuracy %.3f), champion %s %.3f (accuracy %.3f)%s",
+        len(keep),
         new["macro_f1"],
         new["accuracy"],
         baseline_name,
         old["macro_f1"],
         old["accuracy"],
+        f"; {len(split.holdout) - len(keep)} held-out tickets left out: the champion trained on them" if seen else "",
     )
 
     rec.stage("calibrating")
-    calibration, thresholds, threshold_details = calibrate(new["logits"], holdout_labels, slugs)
+    calibration, thresholds, threshold_details = calibrate(held_out["logits"], holdout_labels, slugs)
     rec.log(
         "temperature %.3f (NLL %.3f → %.3f); per-team thresholds for %d of %d teams, pooled %.3f for the rest",
         calibration["temperature"],
@@ -785,11 +810,12 @@ def run_training(version_id: int) -> ModelVersion:
         "decision": "promoted" if promote else "rejected",
         "reason": reason,
         "margin": margin,
-        "challenger": _public(new),
+        "challenger": new,
         "champion": {**_public(old), "version": baseline_name},
         "split": {
             "train": len(split.train),
             "holdout": len(split.holdout),
+            "compared": len(keep),
             "trained_teams": split.trained_teams,
             "zero_shot_teams": split.zero_shot_teams,
         },

@@ -102,3 +102,11 @@ def test_the_data_hash_changes_with_a_label_and_not_with_the_order_of_examples(t
     label(b, teams["queue-c"])
     assert data_hash(collect_labels().examples) != data_hash(examples)
     assert data_hash(examples, {"holdout": 0.25}) != data_hash(examples, {"holdout": 0.3})
+
+
+def test_counting_labels_does_not_read_ticket_texts(teams, django_assert_num_queries):
+    for n in range(5):
+        label(make_ticket(f"ticket {n}"), teams["queue-a"])
+    with django_assert_num_queries(2):  # the teams, then the latest labels: no query per ticket
+        counted = collect_labels(texts=False)
+    assert counted.counts == {"queue-a": 5} and {e.text for e in counted.examples} == {""}

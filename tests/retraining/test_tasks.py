@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
+from mlops.inference.setfit_scorer import META_FILE
 from mlops.models import ModelVersion, TrainingRun
 from mlops.tasks import reap_stale_runs, train_model_task
-from mlops.training import request_training
+from mlops.training import collect_labels, request_training, split_examples
 from tests.retraining.builders import label_tickets
 from tests.retraining.conftest import TEST_RECIPE
 
@@ -24,8 +26,6 @@ def champion(db):
 
 @pytest.fixture
 def small_recipe(settings):
-    import json
-
     settings.TRIAGE_SETFIT_RECIPE = json.dumps(TEST_RECIPE)
     settings.TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM = 8
 
@@ -89,31 +89,43 @@ def test_the_beat_check_fails_runs_that_stopped_reporting(teams):
 
 
 @pytest.mark.slow
-def test_a_run_trains_evaluates_calibrates_and_records_everything(teams, small_recipe, artifacts, admin_ada):
+def test_a_run_trains_evaluates_calibrates_and_records_everything(teams, small_recipe, artifacts, admin_ada, settings):
     label_tickets(teams, 10)
     version = request_training(trigger="manual", user=admin_ada, enqueue=False)
     outcome = train_model_task.run(version.pk)
     version.refresh_from_db()
     run = version.training_run
     assert run.state == TrainingRun.State.SUCCEEDED, run.error
-    assert outcome == version.status and version.status in ("champion", "rejected")
+    assert outcome == version.status == "champion", version.metrics["reason"]
     assert Path(version.artifact_path, "model_head.pkl").exists()
     assert Path(version.artifact_path).parent == artifacts / "setfit"
     assert version.label_counts == {"queue-a": 10, "queue-b": 10, "queue-c": 10}
     assert len(version.data_hash) == 64 and version.training_seconds > 0
     metrics = version.metrics
-    assert metrics["split"] == {
-        "train": 24,
-        "holdout": 6,
-        "trained_teams": ["queue-a", "queue-b", "queue-c"],
-        "zero_shot_teams": [],
-    }
-    assert metrics["challenger"]["n"] == metrics["champion"]["n"] == 6
+    split = metrics["split"]
+    assert split["train"] + split["holdout"] == 30 and split["compared"] == split["holdout"]
+    assert split["trained_teams"] == ["queue-a", "queue-b", "queue-c"] and split["zero_shot_teams"] == []
+    assert metrics["challenger"]["n"] == metrics["champion"]["n"] == split["holdout"]
     assert metrics["champion"]["version"].startswith("zero-shot")
-    assert metrics["decision"] in ("promoted", "rejected") and "macro-F1" in metrics["reason"]
+    assert metrics["decision"] == "promoted" and "macro-F1" in metrics["reason"]
     assert version.calibration["method"] == "temperature"
     assert set(version.thresholds) == set(teams)
-    assert "not fitted: 6 held-out labels" in version.calibration["note"]
+    assert "not fitted" in version.calibration["note"]
     assert run.progress["body_step"] == run.progress["body_total_steps"] == TEST_RECIPE["max_body_steps"]
-    assert run.progress["stage"] == metrics["decision"]
-    assert "held-out macro-F1" in run.log
+    assert run.progress["stage"] == "promoted"
+    assert "macro-F1 on" in run.log
+
+    # A second training, holding out more, is compared with the first only on tickets the first never saw.
+    label_tickets(teams, 4, start=10)
+    settings.TRIAGE_RETRAIN_HOLDOUT = 0.5
+    second = request_training(trigger="manual", enqueue=False)
+    train_model_task.run(second.pk)
+    second.refresh_from_db()
+    assert second.training_run.state == TrainingRun.State.SUCCEEDED, second.training_run.error
+    assert second.metrics["champion"]["version"] == "setfit-1"
+    first_train = set(json.loads(Path(version.artifact_path, META_FILE).read_text())["train_ticket_ids"])
+    held_out = {e.ticket_id for e in split_examples(collect_labels().examples, min_per_team=8, fraction=0.5).holdout}
+    seen = held_out & first_train
+    assert seen, "a larger held-out share must take in tickets the first version trained on"
+    assert second.metrics["split"]["compared"] == second.metrics["champion"]["n"] == len(held_out) - len(seen)
+    assert "the champion trained on them" in second.training_run.log
