@@ -142,6 +142,8 @@ def _report_once(choice: ScorerChoice, version: ModelVersion) -> None:
     key = (choice.requested, _requested_model_ref(choice.requested), choice.scorer.name, version.pk)
     if key in _reported:
         return
+    if choice.degraded:
+        logger.warning("%s", choice.message)
     report_scorer_health(choice, version)
     _reported.add(key)
 

@@ -170,8 +170,8 @@ def route_ticket(ticket_id: int) -> Prediction | None:
         give_up_routing(ticket_id, "no active team to route to")
         return None
     serving = serving_version()
-    if serving.fallback_reason:
-        logger.warning("ticket %s: %s; routing with %s", ticket_id, serving.fallback_reason, serving.scorer.name)
+    if serving.fallback_reason:  # said once per process as a warning (mlops.services); here per ticket
+        logger.info("ticket %s: %s; routing with %s", ticket_id, serving.fallback_reason, serving.scorer.name)
     _test_delay(ticket)
     started = time.perf_counter()
     try:
