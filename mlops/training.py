@@ -13,11 +13,18 @@ The steps, each a function here so that the task, the ``retrain`` command and te
 3. ``request_training`` — one ``ModelVersion`` (status training) and its ``TrainingRun`` (queued),
    then ``mlops.tasks.train_model_task`` on the ``training`` queue once committed. At most one run
    is queued or running at a time.
-4. ``run_training`` (in the worker) — stratified split (teams with fewer labels than the minimum
-   are not trained on: they keep zero-shot scores and all their labels are held out), SetFit via
-   ``train_setfit``, champion and challenger scored on the same held-out labels, temperature and
-   per-team thresholds fitted for the challenger, then ``promote_version`` when its macro-F1 beats
-   the champion's by ``TRIAGE_PROMOTION_MARGIN``; otherwise the version is rejected with the reason.
+4. ``run_training`` (in the worker) — stratified, stable split (``split_examples``: a ticket held
+   out once stays held out; teams with fewer labels than the minimum are not trained on: they keep
+   zero-shot scores and all their labels are held out), SetFit via ``train_setfit``, champion and
+   challenger scored on the same held-out labels (leaving out any the champion was trained on),
+   temperature and per-team thresholds fitted for the challenger on its held-out predictions, then
+   ``promote_version`` when its macro-F1 beats the champion's by ``TRIAGE_PROMOTION_MARGIN``;
+   otherwise the version is rejected with the reason. The champion is the current champion's scorer
+   (zero-shot or an earlier SetFit version), or the configured zero-shot scorer when there is none.
+
+Thresholds fitted here are stored on the version as proposals, like ``mlops.services.calibrate_version``
+stores them for zero-shot versions: the temperature applies as soon as the version serves, the team
+thresholds (``Team.threshold``) stay what admins set on the tuning page.
 
 A failure at any step marks the run and the version failed with the error; the champion is only
 ever changed by ``promote_version``, in one transaction, so it keeps serving.
