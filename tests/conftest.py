@@ -5,6 +5,10 @@ from django.contrib.auth.models import Group, User
 
 from triage.roles import ADMINS, AGENTS
 
+# One Playwright instance for the whole session: a second sync_playwright() started while the first is
+# alive fails ("Sync API inside the asyncio loop"), so every directory shares these fixtures.
+pytest_plugins = ["tests.browser.fixtures"]
+
 
 def _user(username: str, group: str | None) -> User:
     user = User.objects.create_user(username=username, password="pw-" + username, email=f"{username}@example.com")

@@ -8,6 +8,9 @@ from search.models import Article, Passage
 @pytest.fixture
 def admin_client_ada(admin_ada, client):
     """Ada, an admin, logged in to the Django admin (staff and superuser there)."""
+    admin_ada.is_staff = admin_ada.is_superuser = True
+    admin_ada.save(update_fields=["is_staff", "is_superuser"])
+    client.force_login(admin_ada)
     return client
 
 

@@ -2,14 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import (  # noqa: F401  (the dashboard's Playwright fixtures and hook, reused)
-    admin_page,
-    agent_page,
-    browser,
-    new_page,
-    pytest_runtest_makereport,
-    screenshot,
-)
 from tests.tuning.builders import build_history, make_teams
 
 
