@@ -8,6 +8,8 @@ PORT ?= 8000
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Spinning OpenMP threads burn the CPU that training needs when the machine is shared.
+export OMP_WAIT_POLICY ?= PASSIVE
 # Tests use their own Redis so a running dev worker never takes their tasks.
 TEST_ENV := TRIAGE_ENV=test TRIAGE_REDIS_PORT=6392
 
