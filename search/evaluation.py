@@ -340,7 +340,9 @@ def features_for_files(
 
 def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
     lines = [f"{'stage':<8} {'MRR@10':>7} {'NDCG@10':>8} {'Recall@100':>11} {'queries':>8}"]
-    for stage in ("dense", "hybrid", "rerank", "final"):
+    for stage in ("dense", "hybrid", "rerank", "final", "final_cv"):
+        if stage not in metrics:
+            continue
         m = metrics[stage]
         lines.append(f"{stage:<8} {m['mrr@10']:>7.4f} {m['ndcg@10']:>8.4f} {m['recall@100']:>11.4f} {m['queries']:>8}")
     return "\n".join(lines)

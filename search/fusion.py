@@ -182,3 +182,34 @@ def active_weights() -> tuple[dict[str, float], str]:
     if DEFAULT_WEIGHTS_FILE.exists():
         return load_weights_file(DEFAULT_WEIGHTS_FILE), "default"
     return dict(FALLBACK_WEIGHTS), "fallback"
+
+
+def cross_fitted_metrics(
+    features: Mapping[str, StageScores],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    folds: int = 5,
+    step: float = 0.05,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Metrics of the final ranking when the weights are fitted on this set's own labeled queries,
+    without ever scoring a query with weights fitted on it: each of ``folds`` parts (by a hash of the
+    query id) is ranked with weights fitted on the other parts. Returns the metrics and each fold's weights.
+
+    This is what a deployment gets after ``fit_search_weights`` on its own labeled queries.
+    """
+    import hashlib
+
+    labeled = [q for q in features if any(g > 0 for g in qrels.get(q, {}).values())]
+    part = {q: int(hashlib.sha1(q.encode()).hexdigest(), 16) % folds for q in labeled}
+    rankings: dict[str, list[str]] = {}
+    fold_weights = []
+    for fold in range(folds):
+        train = {q: features[q] for q in labeled if part[q] != fold}
+        held = [q for q in labeled if part[q] == fold]
+        if not held or not train:
+            continue
+        weights = fit_weights(train, qrels, step=step).weights
+        fold_weights.append(weights)
+        for q in held:
+            rankings[q] = rank(combine(features[q], weights))
+    return summarise(rankings, qrels), fold_weights

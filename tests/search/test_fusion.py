@@ -4,7 +4,15 @@ import random
 
 import pytest
 
-from search.fusion import active_weights, combine, fit_weights, normalise_weights, stage_rankings, standardise
+from search.fusion import (
+    active_weights,
+    combine,
+    cross_fitted_metrics,
+    fit_weights,
+    normalise_weights,
+    stage_rankings,
+    standardise,
+)
 from search.metrics import mrr_at_k, ndcg_at_k, recall_at_k, summarise
 from search.models import FusionWeights
 
@@ -75,3 +83,12 @@ def test_the_newest_stored_weights_are_served(db, settings):
     weights, source = active_weights()
     assert weights == pytest.approx({"dense": 0.5, "hybrid": 0.25, "rerank": 0.25})
     assert source.startswith("feedback#")
+
+
+def test_cross_fitting_never_ranks_a_query_with_weights_fitted_on_it():
+
+    features, qrels = _synthetic(60, rerank_helps=True, seed=3)
+    metrics, fold_weights = cross_fitted_metrics(features, qrels, folds=3, step=0.25)
+    assert len(fold_weights) == 3 and metrics["queries"] == 60
+    assert all(w["rerank"] >= 0.5 for w in fold_weights)
+    assert metrics["mrr@10"] > 0.8

@@ -27,9 +27,29 @@ class Command(BaseCommand):
         parser.add_argument("--lexical-n", type=int, help="default: SEARCH_LEXICAL_CANDIDATES (100)")
         parser.add_argument("--cache", type=Path, help="model score cache (default .data/search-eval-cache.sqlite)")
         parser.add_argument("--no-cache", action="store_true")
+        parser.add_argument(
+            "--cross-fit",
+            type=int,
+            metavar="FOLDS",
+            help="also report final_cv: the final ranking with weights fitted on this set by FOLDS-fold "
+            "cross-fitting (each query ranked by weights fitted on the other folds)",
+        )
 
     def handle(
-        self, *args, kb, queries, qrels, json_out, weights, rerank_depth, dense_n, lexical_n, cache, no_cache, **options
+        self,
+        *args,
+        kb,
+        queries,
+        qrels,
+        json_out,
+        weights,
+        rerank_depth,
+        dense_n,
+        lexical_n,
+        cache,
+        no_cache,
+        cross_fit,
+        **options,
     ):
         from search.evaluation import (
             EvaluationInputError,
@@ -73,6 +93,11 @@ class Command(BaseCommand):
         except EvaluationInputError as exc:
             raise CommandError(str(exc)) from None
         metrics = evaluate(features, labels, fusion)
+        fold_weights = []
+        if cross_fit:
+            from search.fusion import cross_fitted_metrics
+
+            metrics["final_cv"], fold_weights = cross_fitted_metrics(features.scores, labels, folds=cross_fit)
         self.stdout.write("")
         self.stdout.write(format_table(metrics))
         self.stdout.write(
@@ -84,6 +109,11 @@ class Command(BaseCommand):
             f"{metrics['final']['mrr@10']:.4f} ({metrics['final']['mrr@10'] - metrics[best]['mrr@10']:+.4f}); "
             f"final vs dense {100 * (metrics['final']['mrr@10'] / max(metrics['dense']['mrr@10'], 1e-9) - 1):+.1f} %"
         )
+        if cross_fit:
+            self.stdout.write(
+                f"final_cv: weights fitted on this set, {cross_fit}-fold cross-fitted; fold weights "
+                + "; ".join(", ".join(f"{k}={v:.2f}" for k, v in w.items()) for w in fold_weights)
+            )
         if json_out:
             payload = {
                 **metrics,
@@ -93,6 +123,7 @@ class Command(BaseCommand):
                     "qrels": str(qrels),
                     "weights": fusion,
                     "weights_source": source,
+                    "cross_fit_fold_weights": fold_weights,
                     **versions,
                     "latency": latency_summary(features),
                     "seconds": round(time.monotonic() - started, 1),
