@@ -466,6 +466,16 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
     return stored
 
 
+def request_suggestions(ticket_id: int) -> None:
+    """Recompute a ticket's suggestions on the inference queue once the current transaction commits
+    (the "refresh" button); ``suggest_for_ticket`` does it in-process instead."""
+    from config.celery import app
+
+    transaction.on_commit(
+        lambda: app.send_task("search.tasks.suggest_articles_task", args=[ticket_id], queue="inference")
+    )
+
+
 def record_suggestion_feedback(ticket, article: Article, *, helpful: bool, agent=None) -> SuggestionFeedback:
     """Store an agent's helpful / not-helpful mark on an article for a ticket (feeds weight refits)."""
     suggestion = Suggestion.objects.filter(ticket=ticket, article=article).first()

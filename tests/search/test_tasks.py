@@ -41,3 +41,20 @@ def test_a_worker_indexes_new_articles_and_suggests_them_for_a_new_ticket(worker
     assert Article.objects.searchable().filter(pk=article.pk).exists()
     wait_for(lambda: Article.objects.get(pk=article.pk).index_state == "indexed", timeout=300, message="re-indexed")
     assert "follow the email link" in article.passages.get().text
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_suggestions_can_be_recomputed_on_demand_by_the_worker(worker):
+    from django.db import transaction
+
+    from search.services import request_suggestions
+    from triage.models import Ticket
+
+    upsert_article({k: v for k, v in KB[0].items() if k != "team"})
+    wait_for(lambda: Article.objects.searchable().exists(), timeout=300, message="article indexed")
+    ticket = Ticket.objects.create(subject="refund", body="charged for a renewal I did not want")
+    with transaction.atomic():
+        request_suggestions(ticket.pk)
+    stored = wait_for(lambda: list(Suggestion.objects.filter(ticket=ticket)), timeout=300, message="suggestions")
+    assert stored[0].article.external_id == "kb-refund"
