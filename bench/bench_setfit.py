@@ -12,9 +12,11 @@
   (ticket, team) pair.
 
 Both route the same demo tickets against the same 10 teams (names, descriptions, hypotheses), in the
-same process, with the same torch thread count, measured in alternating rounds so that load from other
+same process, with the same torch thread count, taking turns call by call so that load from other
 processes on a shared machine falls on both. Two modes: one ticket per call (what ``route_ticket``
-does) and batches of 32 (a backlog, e.g. after an import). The target is ≥ 10× per ticket.
+does) and batches of 32 (a backlog, e.g. after an import). Each mode is repeated ``ROUNDS`` times and
+reported two ways: the median round, and the least disturbed time of each call over the rounds (other
+processes only ever add time). The target is ≥ 10× per ticket.
 
 Run: ``python bench/bench_setfit.py`` (``BENCH_SETFIT_TICKETS``, ``BENCH_SETFIT_ROUNDS`` to change the
 size). Results: ``bench/results/setfit.json``.
@@ -97,11 +99,39 @@ def build_random_nli(base: str, out: Path):
     return scorer, config, params
 
 
-def time_calls(scorer, texts, classes, batch: int) -> float:
-    started = time.perf_counter()
+def time_interleaved(scorers: dict, texts: list[str], classes, batch: int) -> dict[str, list[float]]:
+    """Seconds per call of each scorer on each chunk of ``batch`` texts, the scorers taking turns chunk by
+    chunk: load from other processes hits both alike."""
+    out: dict[str, list[float]] = {name: [] for name in scorers}
     for start in range(0, len(texts), batch):
-        scorer.score(texts[start : start + batch], classes)
-    return time.perf_counter() - started
+        chunk = texts[start : start + batch]
+        for name, scorer in scorers.items():
+            started = time.perf_counter()
+            scorer.score(chunk, classes)
+            out[name].append(time.perf_counter() - started)
+    return out
+
+
+def summarise(runs: list[dict[str, list[float]]], n_texts: int) -> dict[str, float]:
+    """Two estimates over the rounds: the median round, and the least disturbed one per chunk.
+
+    On a shared CPU other processes only ever add time, so the per-chunk minimum over rounds is the
+    closest to what a call costs on an idle machine (``timeit``'s advice); both are reported.
+    """
+    totals = {name: [sum(r[name]) for r in runs] for name in runs[0]}
+    best = {name: sum(min(r[name][i] for r in runs) for i in range(len(runs[0][name]))) for name in runs[0]}
+    median = {name: statistics.median(values) for name, values in totals.items()}
+    return {
+        "setfit_tickets_per_second": round(n_texts / median["setfit"], 2),
+        "nli_tickets_per_second": round(n_texts / median["nli"], 2),
+        "setfit_ms_per_ticket": round(median["setfit"] * 1000 / n_texts, 2),
+        "nli_ms_per_ticket": round(median["nli"] * 1000 / n_texts, 2),
+        "speedup_median_round": round(median["nli"] / median["setfit"], 2),
+        "setfit_ms_per_ticket_least_disturbed": round(best["setfit"] * 1000 / n_texts, 2),
+        "nli_ms_per_ticket_least_disturbed": round(best["nli"] * 1000 / n_texts, 2),
+        "speedup_least_disturbed": round(best["nli"] / best["setfit"], 2),
+        "speedup_per_round": [round(n / s, 2) for s, n in zip(totals["setfit"], totals["nli"], strict=True)],
+    }
 
 
 def main() -> None:
@@ -130,19 +160,18 @@ def main() -> None:
         for scorer in (setfit, nli):  # warm up: first calls allocate
             scorer.score(bench_texts[:4], classes)
 
-        timings: dict[str, dict[str, list[float]]] = {
-            "per_ticket": {"setfit": [], "nli": []},
-            f"batch_{BATCH}": {"setfit": [], "nli": []},
-        }
+        modes = {"per_ticket": 1, f"batch_{BATCH}": BATCH}
+        runs: dict[str, list[dict[str, list[float]]]] = {mode: [] for mode in modes}
         for round_number in range(ROUNDS):
-            for mode, batch in (("per_ticket", 1), (f"batch_{BATCH}", BATCH)):
-                for name, scorer in (("setfit", setfit), ("nli", nli)):
-                    seconds = time_calls(scorer, bench_texts, classes, batch)
-                    timings[mode][name].append(seconds)
-                    rate, ms = len(bench_texts) / seconds, seconds * 1000 / len(bench_texts)
-                    print(
-                        f"round {round_number + 1}/{ROUNDS} {mode:>10} {name:>6}: {rate:7.1f} tickets/s ({ms:7.1f} ms)"
-                    )
+            for mode, batch in modes.items():
+                run = time_interleaved({"setfit": setfit, "nli": nli}, bench_texts, classes, batch)
+                runs[mode].append(run)
+                sf, nl = sum(run["setfit"]), sum(run["nli"])
+                print(
+                    f"round {round_number + 1}/{ROUNDS} {mode:>10}: SetFit {sf * 1000 / len(bench_texts):6.1f} ms, "
+                    f"NLI {nl * 1000 / len(bench_texts):7.1f} ms per ticket ({nl / sf:4.1f}×)",
+                    flush=True,
+                )
 
     result = {
         "tickets": len(bench_texts),
@@ -167,26 +196,24 @@ def main() -> None:
         },
         "modes": {},
     }
-    for mode, by_name in timings.items():
-        s, n = statistics.median(by_name["setfit"]), statistics.median(by_name["nli"])
-        result["modes"][mode] = {
-            "setfit_tickets_per_second": round(len(bench_texts) / s, 2),
-            "nli_tickets_per_second": round(len(bench_texts) / n, 2),
-            "setfit_ms_per_ticket": round(s * 1000 / len(bench_texts), 2),
-            "nli_ms_per_ticket": round(n * 1000 / len(bench_texts), 2),
-            "speedup": round(n / s, 2),
-        }
-    result["target"] = {"speedup_per_ticket": 10.0, "met": result["modes"]["per_ticket"]["speedup"] >= 10.0}
+    for mode, mode_runs in runs.items():
+        result["modes"][mode] = summarise(mode_runs, len(bench_texts))
+    per_ticket = result["modes"]["per_ticket"]
+    result["target"] = {
+        "speedup_per_ticket": 10.0,
+        "met_median_round": per_ticket["speedup_median_round"] >= 10.0,
+        "met_least_disturbed": per_ticket["speedup_least_disturbed"] >= 10.0,
+    }
     out = REPO / "bench" / "results" / "setfit.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"\n{'mode':>10} {'SetFit t/s':>11} {'NLI t/s':>9} {'speed-up':>9}")
+    print(f"\n{'mode':>10} {'SetFit ms':>10} {'NLI ms':>8} {'median round':>13} {'least disturbed':>16}")
     for mode, row in result["modes"].items():
         print(
-            f"{mode:>10} {row['setfit_tickets_per_second']:>11.1f} {row['nli_tickets_per_second']:>9.1f} "
-            f"{row['speedup']:>8.1f}×"
+            f"{mode:>10} {row['setfit_ms_per_ticket']:>10.1f} {row['nli_ms_per_ticket']:>8.1f} "
+            f"{row['speedup_median_round']:>12.1f}× {row['speedup_least_disturbed']:>15.1f}×"
         )
-    print(f"target ≥ 10× per ticket: {'met' if result['target']['met'] else 'NOT met'}; wrote {out}")
+    print(f"load average {result['load_average']}; wrote {out}")
 
 
 if __name__ == "__main__":

@@ -661,8 +661,10 @@ def _rounded(update: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in update.items()}
 
 
-def artifact_dir(version: ModelVersion) -> Path:
-    return Path(settings.TRIAGE_ARTIFACTS_DIR) / "setfit" / version.version
+def artifact_dir(version: ModelVersion, digest: str) -> Path:
+    """``<TRIAGE_ARTIFACTS_DIR>/setfit/<version>-<data hash>``: a reset database reusing a version name
+    never overwrites another model's files."""
+    return Path(settings.TRIAGE_ARTIFACTS_DIR) / "setfit" / f"{version.version}-{digest[:12]}"
 
 
 def champion_scorer(champion: ModelVersion | None):
@@ -756,7 +758,7 @@ def run_training(version_id: int) -> ModelVersion:
     rec.stage("saving")
     target = save_model(
         model,
-        artifact_dir(version),
+        artifact_dir(version, digest),
         texts=texts,
         labels=[e.label for e in split.train],
         meta={
