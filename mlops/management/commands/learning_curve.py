@@ -99,6 +99,7 @@ class Command(BaseCommand):
         parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on this many test rows (0: all)")
         parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="recipe override")
         parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+        parser.add_argument("--title", default="", help="data set name for the plot (default: the test file's)")
         parser.add_argument(
             "--target", action="append", default=[], metavar="SHOTS=ACCURACY", help="a target drawn on the plot"
         )
@@ -141,6 +142,7 @@ class Command(BaseCommand):
                 "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                 "platform": platform.platform(),
             },
+            "title": opts["title"],
             "targets": self._targets(opts["target"]),
             "rows": rows,
             "complete": False,
@@ -398,7 +400,7 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(
-        f"Learning curve on {Path(result['test']).parent.name or result['test']} "
+        f"Learning curve on {result.get('title') or Path(result['test']).name} "
         f"({result['n_test']} test rows, {result['n_classes']} classes)",
         fontsize=10,
     )
