@@ -1,6 +1,6 @@
 """Routing benchmark: the project's NLI router against transformers' zero-shot pipeline, same model, same run.
 
-    .venv/bin/python bench/bench_routing.py [--tickets 24] [--classes 8]      # or: make bench
+    .venv/bin/python bench/bench_routing.py [--tickets 16] [--classes 8]      # or: make bench
 
 The model is a randomly initialised DeBERTa-v3-small (6 layers, hidden 768, 12 heads, relative
 attention, 128k vocabulary) built locally: speed does not depend on the weights, and nothing is
@@ -150,7 +150,7 @@ def measure_side_by_side(systems: dict, texts: list[str], repeats: int) -> tuple
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tickets", type=int, default=24, help="N tickets")
+    parser.add_argument("--tickets", type=int, default=16, help="N tickets")
     parser.add_argument("--classes", type=int, default=8, help="K classes")
     parser.add_argument("--batch-size", type=int, default=32, help="router pairs per forward pass")
     parser.add_argument("--repeats", type=int, default=2, help="batched runs per system; the best counts")
