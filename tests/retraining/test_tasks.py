@@ -58,6 +58,31 @@ def test_an_unexpected_error_is_recorded_with_its_traceback_in_the_log(teams, ch
     assert champion.status == ModelVersion.Status.CHAMPION
 
 
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (MemoryError(), "out of memory during training"),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: out of memory"), "out of memory"),
+    ],
+)
+def test_running_out_of_memory_fails_the_run_with_a_clear_error(
+    teams, champion, small_recipe, monkeypatch, error, message
+):
+    # Out of memory cannot be provoked reliably on a shared machine: the training function raises it here.
+    import mlops.inference.setfit_recipe as recipe
+
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(recipe, "train_setfit", exhausted)
+    label_tickets(teams, 8)
+    version = request_training(trigger="manual", enqueue=False)
+    assert train_model_task.run(version.pk) == "failed"
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.FAILED and message in version.error
+    assert ModelVersion.objects.get(pk=champion.pk).status == ModelVersion.Status.CHAMPION
+
+
 def test_a_redelivered_message_does_nothing_while_the_run_is_alive(teams):
     version = request_training(trigger="manual", enqueue=False)
     TrainingRun.objects.filter(model_version=version).update(
