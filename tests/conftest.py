@@ -43,3 +43,17 @@ def worker(transactional_db):
     purge_queues()
     with celery_worker() as w:
         yield w
+
+
+@pytest.fixture
+def agent_client(client, agent_alice):
+    """The test client logged in as Alice, an agent."""
+    client.force_login(agent_alice)
+    return client
+
+
+@pytest.fixture
+def admin_client_ada(client, admin_ada):
+    """The test client logged in as Ada, an admin."""
+    client.force_login(admin_ada)
+    return client

@@ -15,13 +15,3 @@ def model_version(db):
     return make_model_version()
 
 
-@pytest.fixture
-def agent_client(client, agent_alice):
-    client.force_login(agent_alice)
-    return client
-
-
-@pytest.fixture
-def admin_client_ada(client, admin_ada):
-    client.force_login(admin_ada)
-    return client

@@ -33,13 +33,3 @@ def artifacts(settings, tmp_path):
     return settings.TRIAGE_ARTIFACTS_DIR
 
 
-@pytest.fixture
-def ada_client(client, admin_ada):
-    client.force_login(admin_ada)
-    return client
-
-
-@pytest.fixture
-def alice_client(client, agent_alice):
-    client.force_login(agent_alice)
-    return client

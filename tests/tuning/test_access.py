@@ -53,5 +53,5 @@ def test_anonymous_visitors_are_sent_to_log_in(client, teams, name, kwargs, para
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("name", "kwargs", "params"), GETS)
-def test_admins_see_every_tuning_page_and_endpoint(ada_client, teams, name, kwargs, params):
-    assert ada_client.get(reverse(name, kwargs=kwargs), params).status_code == 200
+def test_admins_see_every_tuning_page_and_endpoint(admin_client_ada, teams, name, kwargs, params):
+    assert admin_client_ada.get(reverse(name, kwargs=kwargs), params).status_code == 200

@@ -84,8 +84,8 @@ def assert_same(got: dict, expected: dict):
 
 
 @pytest.mark.django_db
-def test_report_json_equals_a_direct_computation_per_version_and_week(ada_client, history):
-    report = ada_client.get(reverse("mlops:reports"), {"format": "json"}).json()
+def test_report_json_equals_a_direct_computation_per_version_and_week(admin_client_ada, history):
+    report = admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()
     expected = direct_rows(history)
     got = {(r["model_version_id"], r["week"]): r for r in report["rows"] + report["totals"]}
     assert set(got) == set(expected)
@@ -95,20 +95,20 @@ def test_report_json_equals_a_direct_computation_per_version_and_week(ada_client
 
 
 @pytest.mark.django_db
-def test_the_report_can_be_limited_to_one_version(ada_client, history):
+def test_the_report_can_be_limited_to_one_version(admin_client_ada, history):
     new = history.versions[1]
-    report = ada_client.get(reverse("mlops:reports"), {"format": "json", "version": new.pk}).json()
+    report = admin_client_ada.get(reverse("mlops:reports"), {"format": "json", "version": new.pk}).json()
     assert {r["model_version_id"] for r in report["rows"]} == {new.pk}
     assert report["versions"][0]["label"] == "fixture:v2"
 
 
 @pytest.mark.django_db
-def test_the_latest_mark_per_ticket_and_article_counts(ada_client, history):
+def test_the_latest_mark_per_ticket_and_article_counts(admin_client_ada, history):
     ticket_id, marks = next((t, m) for t, m in history.marks.items() if m)
     article_id, rank, helpful, _ = marks[0]
     SuggestionFeedback.objects.create(ticket_id=ticket_id, article_id=article_id, rank=rank, helpful=not helpful)
     history.marks[ticket_id][0] = (article_id, rank, not helpful, None)
-    report = ada_client.get(reverse("mlops:reports"), {"format": "json"}).json()
+    report = admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()
     got = {(r["model_version_id"], r["week"]): r for r in report["totals"]}
     for key, numbers in direct_rows(history).items():
         if key[1] == "all":
@@ -116,8 +116,8 @@ def test_the_latest_mark_per_ticket_and_article_counts(ada_client, history):
 
 
 @pytest.mark.django_db
-def test_the_report_page_shows_every_version_and_week_with_its_plots(ada_client, history):
-    html = ada_client.get(reverse("mlops:reports")).content.decode()
+def test_the_report_page_shows_every_version_and_week_with_its_plots(admin_client_ada, history):
+    html = admin_client_ada.get(reverse("mlops:reports")).content.decode()
     assert html.count('data-week="all"') == 2
     assert 'data-week="2025-W10"' in html and "fixture:v1" in html and "fixture:v2" in html
     assert html.count("<svg") == 2
@@ -125,21 +125,21 @@ def test_the_report_page_shows_every_version_and_week_with_its_plots(ada_client,
 
 
 @pytest.mark.django_db
-def test_the_report_page_says_when_there_is_nothing_yet(ada_client, teams):
-    response = ada_client.get(reverse("mlops:reports"))
+def test_the_report_page_says_when_there_is_nothing_yet(admin_client_ada, teams):
+    response = admin_client_ada.get(reverse("mlops:reports"))
     assert 'data-testid="report-empty"' in response.content.decode()
-    assert ada_client.get(reverse("mlops:reports"), {"format": "json"}).json()["rows"] == []
+    assert admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()["rows"] == []
 
 
 @pytest.mark.django_db
-def test_quality_report_prints_the_same_numbers_and_writes_json(history, tmp_path, ada_client):
+def test_quality_report_prints_the_same_numbers_and_writes_json(history, tmp_path, admin_client_ada):
     out = StringIO()
     target = tmp_path / "reports" / "quality.json"
     call_command("quality_report", "--json", str(target), stdout=out)
     text = out.getvalue()
     assert "fixture:v1" in text and "2025-W10" in text and "all" in text and f"JSON written to {target}" in text
     written = json.loads(target.read_text())
-    page = ada_client.get(reverse("mlops:reports"), {"format": "json"}).json()
+    page = admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()
     for key in ("rows", "totals", "versions"):
         assert written[key] == page[key]
     expected = direct_rows(history)

@@ -79,8 +79,8 @@ def test_several_teams_are_saved_all_or_none(teams, admin_ada):
 
 
 @pytest.mark.django_db
-def test_an_admin_saving_on_the_page_is_in_the_audit_log(ada_client, admin_ada, teams):
-    response = ada_client.post(
+def test_an_admin_saving_on_the_page_is_in_the_audit_log(admin_client_ada, admin_ada, teams):
+    response = admin_client_ada.post(
         reverse("mlops:save_team_routing", kwargs={"slug": "billing"}),
         {"mode": "suggest", "threshold": "0.82", "reason": "too many wrong routes", "n": "500"},
     )
@@ -91,15 +91,15 @@ def test_an_admin_saving_on_the_page_is_in_the_audit_log(ada_client, admin_ada, 
         ("mode", "auto", "suggest", admin_ada, "too many wrong routes"),
         ("threshold", "0.9", "0.82", admin_ada, "too many wrong routes"),
     ]
-    page = ada_client.get(response["Location"]).content.decode()
+    page = admin_client_ada.get(response["Location"]).content.decode()
     assert "threshold 0.9 → 0.82" in page  # the confirmation
     log = page.split('data-testid="audit-log"')[1].split("</table>")[0]
     assert "ada" in log and "0.82" in log and "too many wrong routes" in log
 
 
 @pytest.mark.django_db
-def test_applying_suggested_thresholds_saves_the_ticked_teams(ada_client, teams):
-    response = ada_client.post(
+def test_applying_suggested_thresholds_saves_the_ticked_teams(admin_client_ada, teams):
+    response = admin_client_ada.post(
         reverse("mlops:apply_thresholds"),
         {
             "apply": ["billing", "orders"],

@@ -34,12 +34,12 @@ def direct(window, team: str, theta: float, mode: str) -> dict:
 
 
 @pytest.mark.django_db
-def test_what_if_json_equals_a_direct_computation(ada_client, history):
+def test_what_if_json_equals_a_direct_computation(admin_client_ada, history):
     # One history for every case: building it is the slow part.
     for n in (0, 25, 100):
         for theta in (0.0, 0.4, 0.5, 0.62, 0.8, 1.0):
             for team in TEAM_SLUGS:
-                response = ada_client.get(
+                response = admin_client_ada.get(
                     reverse("mlops:what_if"),
                     {"team": team, "threshold": theta, "n": n, "mode": "auto", "format": "json"},
                 )
@@ -50,9 +50,9 @@ def test_what_if_json_equals_a_direct_computation(ada_client, history):
 
 
 @pytest.mark.django_db
-def test_what_if_for_one_model_version_uses_only_its_predictions(ada_client, history):
+def test_what_if_for_one_model_version_uses_only_its_predictions(admin_client_ada, history):
     new = history.versions[1]
-    response = ada_client.get(
+    response = admin_client_ada.get(
         reverse("mlops:what_if"),
         {"team": "billing", "threshold": 0.45, "n": 0, "version": new.pk, "format": "json"},
     )
@@ -63,8 +63,8 @@ def test_what_if_for_one_model_version_uses_only_its_predictions(ada_client, his
 
 
 @pytest.mark.django_db
-def test_what_if_in_suggest_mode_auto_routes_nothing(ada_client, history):
-    response = ada_client.get(
+def test_what_if_in_suggest_mode_auto_routes_nothing(admin_client_ada, history):
+    response = admin_client_ada.get(
         reverse("mlops:what_if"), {"team": "orders", "threshold": 0.3, "n": 0, "mode": "suggest", "format": "json"}
     )
     got = response.json()["what_if"]
@@ -96,8 +96,8 @@ def test_the_window_is_the_newest_tickets(history):
 
 
 @pytest.mark.django_db
-def test_the_html_fragment_shows_the_numbers_and_the_curve(ada_client, history):
-    response = ada_client.get(reverse("mlops:what_if"), {"team": "billing", "threshold": 0.5, "n": 0})
+def test_the_html_fragment_shows_the_numbers_and_the_curve(admin_client_ada, history):
+    response = admin_client_ada.get(reverse("mlops:what_if"), {"team": "billing", "threshold": 0.5, "n": 0})
     assert response.status_code == 200
     html = response.content.decode()
     expected = direct(history.window(0), "billing", 0.5, "auto")
