@@ -51,6 +51,23 @@ class ImportFileError(Exception):
     """The file as a whole cannot be read (wrong format, not text)."""
 
 
+def finish_import_command(
+    report: ImportReport, *, source: Path, json_out: Path | None, stderr: Any, what: str = "bad row(s)"
+) -> None:
+    """End an import command: write the JSON report if asked, list every error, and fail when any.
+
+    Raises ``CommandError`` ("N bad row(s); nothing was imported") so the command exits non-zero.
+    """
+    from django.core.management.base import CommandError
+
+    if json_out:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2))
+    for error in report.errors:
+        stderr.write(f"{source}: {error}")
+    if not report.ok:
+        raise CommandError(f"{len(report.errors)} {what}; nothing was imported")
+
+
 def errors_from_validation(line: int, exc: ValidationError) -> list[RowError]:
     if hasattr(exc, "error_dict"):
         return [RowError(line, name, str(msg)) for name, msgs in exc.message_dict.items() for msg in msgs]

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from mlops.training import import_labels
-from triage.importing import ImportFileError, detect_format
+from triage.importing import ImportFileError, detect_format, finish_import_command
 
 
 class Command(BaseCommand):
@@ -36,12 +35,7 @@ class Command(BaseCommand):
             report = import_labels(file.read_bytes(), format or detect_format(file), agent=agent)
         except ImportFileError as exc:
             raise CommandError(f"{file}: {exc}") from None
-        if json_out:
-            json_out.write_text(json.dumps(report.as_dict(), indent=2))
-        for error in report.errors:
-            self.stderr.write(f"{file}: {error}")
-        if not report.ok:
-            raise CommandError(f"{len(report.errors)} bad row(s); nothing was imported")
+        finish_import_command(report, source=file, json_out=json_out, stderr=self.stderr)
         self.stdout.write(
             self.style.SUCCESS(f"labels: {report.created} stored, {report.unchanged} already the ticket's label")
         )

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from triage.importing import ImportFileError
+from triage.importing import ImportFileError, finish_import_command
 
 
 class Command(BaseCommand):
@@ -39,12 +38,7 @@ class Command(BaseCommand):
             report, written = import_articles(path, fmt=format, index=not (sync or no_index), progress=progress)
         except ImportFileError as exc:
             raise CommandError(str(exc)) from None
-        if json_out:
-            json_out.write_text(json.dumps(report.as_dict(), indent=2))
-        for error in report.errors:
-            self.stderr.write(f"{path}: {error}")
-        if not report.ok:
-            raise CommandError(f"{len(report.errors)} problem(s); nothing was imported")
+        finish_import_command(report, source=path, json_out=json_out, stderr=self.stderr, what="problem(s)")
         self.stdout.write(
             self.style.SUCCESS(
                 f"articles: {report.created} created, {report.updated} updated, {report.unchanged} unchanged"
