@@ -60,6 +60,13 @@ def env_float(name: str, default: float, *, lo: float | None = None, hi: float |
     return value
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, default).strip()
+    if raw not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -184,7 +191,9 @@ TRIAGE_STUCK_AFTER_SECONDS = env_int("TRIAGE_STUCK_AFTER_SECONDS", 300, minimum=
 TRIAGE_NLI_MODEL = env_str("TRIAGE_NLI_MODEL", "cross-encoder/nli-deberta-v3-small")
 TRIAGE_EMBEDDER_MODEL = env_str("TRIAGE_EMBEDDER_MODEL", "packaged:all-MiniLM-L6-v2")
 TRIAGE_RERANKER_MODEL = env_str("TRIAGE_RERANKER_MODEL", "packaged:ms-marco-MiniLM-L-12-v2-int8")
-TRIAGE_RERANKER_BACKEND = env_str("TRIAGE_RERANKER_BACKEND", "auto")  # auto, onnx or torch
+TRIAGE_RERANKER_BACKEND = env_choice("TRIAGE_RERANKER_BACKEND", "auto", ("auto", "onnx", "torch"))
+# Precision of the cross-encoder on torch; auto: bfloat16 where the device computes it natively.
+TRIAGE_RERANKER_DTYPE = env_choice("TRIAGE_RERANKER_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16"))
 TRIAGE_ROUTING_SCORER = env_str("TRIAGE_ROUTING_SCORER", "auto")
 TRIAGE_INFERENCE_DEVICE = env_str("TRIAGE_INFERENCE_DEVICE", "auto")
 TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket is about {}.")

