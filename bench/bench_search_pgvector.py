@@ -4,7 +4,8 @@ Passages are synthetic 384-dimensional unit vectors shaped like sentence embeddi
 2,000 topic centroids that are themselves grouped in 50 areas (a passage's nearest neighbours are
 its topic's passages, then its area's, as with real help-centre text), stored in a separate
 database (``triage_bench`` on the embedded server, or ``BENCH_DATABASE_URL``) with the same index
-as the app: HNSW, ``vector_cosine_ops``, m=16, ef_construction=64. Exact top-100 comes from numpy
+as the app (HNSW, ``vector_cosine_ops``, m and ef_construction read from ``search.models.Passage``;
+``--m`` / ``--ef-construction`` try others). Exact top-100 comes from numpy
 over the same vectors; queries are fresh points drawn the same way. Latency is measured from a
 client over the local socket, ``SET hnsw.ef_search`` per setting, 200 queries after 20 warm-up ones.
 
@@ -82,14 +83,22 @@ def load(conn, vectors: np.ndarray) -> float:
     return time.monotonic() - started
 
 
-def build_index(conn, maintenance_mem: str, workers: int) -> float:
+def app_index_params() -> tuple[int, int]:
+    """m and ef_construction of the app's own passage index (``search.models.Passage``)."""
+    from search.models import Passage
+
+    index = next(i for i in Passage._meta.indexes if i.name == "passage_embedding_hnsw")
+    return index.m, index.ef_construction
+
+
+def build_index(conn, maintenance_mem: str, workers: int, m: int, ef_construction: int) -> float:
     with conn.cursor() as cur:
         cur.execute(f"SET maintenance_work_mem = '{maintenance_mem}'")
         cur.execute(f"SET max_parallel_maintenance_workers = {workers}")
         started = time.monotonic()
         cur.execute(
             "CREATE INDEX bench_passage_hnsw ON bench_passage USING hnsw (embedding vector_cosine_ops) "
-            "WITH (m = 16, ef_construction = 64)"
+            f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
         )
         conn.commit()
         elapsed = time.monotonic() - started
@@ -134,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uniform", action="store_true", help="no topic structure (worst case for HNSW)")
     parser.add_argument("--topics", type=int, default=2000)
     parser.add_argument("--spread", type=float, default=1.0, help="noise around a topic centroid")
+    parser.add_argument("--m", type=int, help="HNSW m (default: the app's index)")
+    parser.add_argument("--ef-construction", type=int, help="HNSW ef_construction (default: the app's index)")
     parser.add_argument("--maintenance-work-mem", default="2GB")
     parser.add_argument("--workers", type=int, default=2, help="max_parallel_maintenance_workers for the build")
     parser.add_argument("--database", default="triage_bench")
@@ -144,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     import psycopg
+
+    app_m, app_efc = app_index_params()
+    m, ef_construction = args.m or app_m, args.ef_construction or app_efc
 
     rng = np.random.default_rng(2024)
     centroids = None
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             pgvector_version = cur.fetchone()[0]
         conn.commit()
         load_s = load(conn, vectors)
-        build_s = build_index(conn, args.maintenance_work_mem, args.workers)
+        build_s = build_index(conn, args.maintenance_work_mem, args.workers, m, ef_construction)
         with conn.cursor() as cur:
             cur.execute("SELECT pg_relation_size('bench_passage_hnsw')")
             index_mb = cur.fetchone()[0] / 2**20
@@ -180,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         else f"{args.topics} topics in {max(1, args.topics // 40)} areas, spread {args.spread}"
     )
     print(
-        f"pgvector {pgvector_version} HNSW (m=16, ef_construction=64, cosine), {args.n:,} passages x {DIM} "
-        f"({data}), {args.queries} queries, top-{K}"
+        f"pgvector {pgvector_version} HNSW (m={m}, ef_construction={ef_construction}, cosine), "
+        f"{args.n:,} passages x {DIM} ({data}), {args.queries} queries, top-{K}"
     )
     print(
         f"load {load_s:.1f} s, index build {build_s:.1f} s ({args.workers} parallel workers, "
@@ -199,18 +213,19 @@ def main(argv: list[str] | None = None) -> int:
         "data": data,
         "queries": args.queries,
         "pgvector": pgvector_version,
-        "index": {"m": 16, "ef_construction": 64, "opclass": "vector_cosine_ops", "size_mib": index_mb},
+        "index": {"m": m, "ef_construction": ef_construction, "opclass": "vector_cosine_ops", "size_mib": index_mb},
+        "app_index": {"m": app_m, "ef_construction": app_efc},
         "load_s": load_s,
         "build_s": build_s,
         "build_workers": args.workers,
         "cpus": os.cpu_count(),
         "by_ef_search": rows,
     }
-    name = (
-        "bench_search_pgvector"
-        if args.n == 100_000 and not args.uniform
-        else (f"bench_search_pgvector_{args.n}{'_uniform' if args.uniform else ''}")
-    )
+    name = "bench_search_pgvector"
+    if args.n != 100_000 or args.uniform:
+        name += f"_{args.n}{'_uniform' if args.uniform else ''}"
+    if (m, ef_construction) != (app_m, app_efc):
+        name += f"_m{m}_efc{ef_construction}"
     out = REPO / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
