@@ -151,7 +151,13 @@ def main() -> int:
     import torch
     from sentence_transformers import CrossEncoder as STCrossEncoder
 
-    from mlops.inference.encoders import PACKAGED_RERANKER, CrossEncoder, get_cross_encoder, resolve_model_ref
+    from mlops.inference.encoders import (
+        PACKAGED_RERANKER,
+        CrossEncoder,
+        cpu_computes_bfloat16,
+        get_cross_encoder,
+        resolve_model_ref,
+    )
 
     sets = candidates(max(1, TICKETS))
     _, query, cands = sets[0]
@@ -216,7 +222,7 @@ def main() -> int:
         "ticket": sets[0][0],
         "repeats": REPEATS,
         "threads": {"torch": torch.get_num_threads(), "cpus": os.cpu_count()},
-        "cpu_computes_bfloat16": __import__("mlops.inference.encoders", fromlist=["x"]).cpu_computes_bfloat16(),
+        "cpu_computes_bfloat16": cpu_computes_bfloat16(),
         "project": {
             "what": f"{project.version}: length-sorted batches of up to 32 pairs / 2,048 tokens, padded per batch",
             "median_s": medians["project"],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import os
 import re
 import threading
@@ -28,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 PACKAGED_RERANKER = "packaged:ms-marco-MiniLM-L-12-v2-int8"
@@ -253,7 +250,9 @@ class CrossEncoderONNX:
         return scores
 
 
+@functools.cache
 def _is_dynamic_int8(model_file: Path) -> bool:
+    """Whether an ONNX export quantizes dynamically to int8; read once per file (loading reads the weights)."""
     import onnx
 
     graph = onnx.load(str(model_file), load_external_data=False).graph

@@ -54,10 +54,15 @@ def build(tickets_path: Path = DEMO, out: Path = HERE) -> dict[str, int]:
             qrels.extend(f"{qid}\t{article}\t1" for article in dict.fromkeys(articles))
     counts = {}
     for name, (queries, qrels) in parts.items():
-        (out / f"demo_{name}_queries.tsv").write_text("\n".join(queries) + "\n")
-        (out / f"demo_{name}_qrels.tsv").write_text("\n".join(qrels) + "\n")
+        write_set(out, f"demo_{name}", queries, qrels)
         counts[name] = len(queries)
     return counts
+
+
+def write_set(out: Path, prefix: str, queries: list[str], qrels: list[str]) -> None:
+    """``<prefix>_queries.tsv`` and ``<prefix>_qrels.tsv`` in the evaluate_search formats, from their lines."""
+    (out / f"{prefix}_queries.tsv").write_text("\n".join(queries) + "\n")
+    (out / f"{prefix}_qrels.tsv").write_text("\n".join(qrels) + "\n")
 
 
 if __name__ == "__main__":

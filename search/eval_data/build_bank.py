@@ -20,6 +20,8 @@ import json
 import random
 from pathlib import Path
 
+from .build import write_set
+
 HERE = Path(__file__).resolve().parent
 DESCRIPTIONS = HERE.parent.parent / "mlops" / "eval_data" / "banking77_descriptions.tsv"
 TEST_SAMPLE = 1000
@@ -61,8 +63,7 @@ def build(out: Path = HERE) -> dict[str, int]:
         rows = [(t, label) for t, label in rows if label in descriptions and t]
         queries = [f"bank-{name}-{i:04d}\t{t}" for i, (t, _) in enumerate(rows)]
         qrels = [f"bank-{name}-{i:04d}\tbank-{label}\t1" for i, (_, label) in enumerate(rows)]
-        (out / f"bank_{name}_queries.tsv").write_text("\n".join(queries) + "\n")
-        (out / f"bank_{name}_qrels.tsv").write_text("\n".join(qrels) + "\n")
+        write_set(out, f"bank_{name}", queries, qrels)
         counts[name] = len(rows)
     return counts
 
