@@ -24,13 +24,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from django.db import connection, transaction
 
-from .fusion import STAGES, StageScores, stage_metrics
+from .fusion import STAGES, StageScores, Weights, stage_metrics
 
 
 class EvaluationInputError(ValueError):
@@ -231,10 +231,12 @@ class CachedEmbedder:
 
 @dataclass
 class Features:
-    """Per query: each stage's MaxP score per KB article id, and the search latency."""
+    """Per query: each stage's MaxP score per KB article id, the search latency, and the query's
+    length in words (what a length-gated ``FusionPolicy`` reads)."""
 
     scores: dict[str, StageScores]
     latency_ms: dict[str, dict[str, float]]
+    words: dict[str, int] = field(default_factory=dict)
 
 
 def collect_features(
@@ -248,10 +250,12 @@ def collect_features(
     lexical_n: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Features:
+    from .fusion import query_words
     from .retrieval import search
 
     scores: dict[str, StageScores] = {}
     latency: dict[str, dict[str, float]] = {}
+    words: dict[str, int] = {}
     for done, (qid, text) in enumerate(queries.items(), start=1):
         result = search(
             text,
@@ -266,14 +270,18 @@ def collect_features(
             stage: {id_map[a]: v for a, v in result.stage_scores[stage].items() if a in id_map} for stage in STAGES
         }
         latency[qid] = result.timings_ms
+        words[qid] = query_words(result.query)
         if progress:
             progress(done, len(queries))
-    return Features(scores=scores, latency_ms=latency)
+    return Features(scores=scores, latency_ms=latency, words=words)
 
 
-def evaluate(features: Features, qrels: Mapping[str, Mapping[str, int]], weights: Mapping[str, float]) -> dict:
-    """Metrics of every stage and of the final ranking: ``{"dense": {...}, ..., "final": {...}}``."""
-    return stage_metrics(features.scores, qrels, weights)
+def evaluate(features: Features, qrels: Mapping[str, Mapping[str, int]], weights: Weights) -> dict:
+    """Metrics of every stage and of the final ranking: ``{"dense": {...}, ..., "final": {...}}``.
+
+    ``weights`` is a vector or a ``FusionPolicy`` (each query ranked with the vector for its length).
+    """
+    return stage_metrics(features.scores, qrels, weights, features.words)
 
 
 def latency_summary(features: Features) -> dict[str, dict[str, float]]:

@@ -151,13 +151,16 @@ class SuggestionFeedback(models.Model):
 
 
 class FusionWeights(models.Model):
-    """Weights that combine the retrieval stages into the served ranking; the newest row is used.
+    """The fusion policy that combines the retrieval stages into the served ranking; the newest row is used.
 
     Fitted on labeled queries (``fit_search_weights``) or agents' helpful marks. With no row the
-    weights shipped in ``search/default_weights.json`` apply.
+    policy shipped in ``search/default_weights.json`` applies.
     """
 
-    weights = models.JSONField(help_text='{"dense": w, "hybrid": w, "rerank": w}, summing to 1.')
+    weights = models.JSONField(
+        help_text='One vector {"dense": w, "hybrid": w, "rerank": w} summing to 1, or by query length: '
+        '{"short_max_words": n, "short": {...}, "long": {...}}.'
+    )
     source = models.CharField(max_length=32, help_text="labeled, feedback or default.")
     n_queries = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True, help_text="Fit-set metrics of every stage and of final.")
@@ -171,4 +174,9 @@ class FusionWeights(models.Model):
         verbose_name_plural = "fusion weights"
 
     def __str__(self) -> str:
-        return ", ".join(f"{k}={v:.2f}" for k, v in self.weights.items())
+        from .fusion import FusionPolicy
+
+        try:
+            return FusionPolicy.from_json(self.weights).describe()
+        except (ValueError, TypeError):
+            return f"invalid weights {self.weights!r}"

@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from . import conf
-from .fusion import combine, rank
+from .fusion import FusionPolicy, combine, query_words, rank, weights_for
 
 _SEARCHABLE = "a.published AND a.indexed_hash <> ''"
 
@@ -60,7 +60,7 @@ class SearchResult:
     query: str
     articles: list[ArticleHit]  # every candidate article, best final score first
     stage_scores: dict[str, dict[int, float]]  # stage -> {article id: MaxP score}
-    weights: dict[str, float]
+    weights: dict[str, float]  # the vector this query was ranked with
     versions: dict[str, str]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -163,11 +163,14 @@ def search(
     dense_n: int | None = None,
     lexical_n: int | None = None,
     rerank_depth: int | None = None,
-    weights: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | FusionPolicy | None = None,
     embedder=None,
     cross_encoder=None,
 ) -> SearchResult:
     """Rank the knowledge base's articles for ``query`` through every stage.
+
+    ``weights`` is a stage weight vector or a ``FusionPolicy`` (default: the active one), which picks
+    the vector by the query's length.
 
     >>> result = search("my card was declined at checkout")           # doctest: +SKIP
     >>> [(hit.article_id, round(hit.final, 2)) for hit in result.top(3)]  # doctest: +SKIP
@@ -181,7 +184,7 @@ def search(
     dense_n = dense_n or conf.dense_candidates()
     lexical_n = lexical_n if lexical_n is not None else conf.lexical_candidates()
     rerank_depth = conf.rerank_depth() if rerank_depth is None else rerank_depth
-    weights = dict(weights) if weights is not None else active_weights()[0]
+    weights = weights_for(weights if weights is not None else active_weights()[0], query_words(query))
     embedder = embedder or get_embedder()
     timings: dict[str, float] = {}
 

@@ -424,15 +424,15 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
     """
     from triage.models import Ticket
 
-    from .fusion import active_weights
+    from .fusion import active_weights, query_words
     from .retrieval import search
 
     if not isinstance(ticket, Ticket):
         ticket = Ticket.objects.get(pk=ticket)
     k = k or conf.suggestions_per_ticket()
-    weights, weights_source = active_weights()
+    policy, weights_source = active_weights()
     try:
-        result = search(ticket.text, weights=weights, **dict(search_kwargs or {}))
+        result = search(ticket.text, weights=policy, **dict(search_kwargs or {}))
     except ValidationError:
         hits, result = [], None
     else:
@@ -451,6 +451,7 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
                     **hit.stage_scores(),
                     "weights": result.weights,
                     "weights_source": weights_source,
+                    "weights_regime": policy.regime(query_words(result.query)),
                     **result.versions,
                 },
             )

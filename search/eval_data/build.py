@@ -7,10 +7,11 @@ moves an old one between the parts:
 
 * ``demo_dev_*``: 40 % of the tickets, the only ones the fusion weights are fitted on;
 * ``demo_test_*``: the other 60 %, for reporting;
+* ``demo_subject_dev_*``: the subject lines alone of the dev tickets, so that the weights are also
+  fitted on short, chat-like queries (one-liners where the body's detail is missing);
 * ``demo_subject_test_*``: the subject lines alone of half of the test tickets (hash bucket
-  40-69), a second, never-fitted set of short queries (chat-like one-liners, where the body's
-  detail is missing). Half, because reranking is the costly part of an evaluation on two shared
-  CPU cores.
+  40-69), a second, never-fitted set of short queries. Half, because reranking is the costly part
+  of an evaluation on two shared CPU cores.
 
 Tickets that list no article are left out (the metrics need at least one relevant article).
 """
@@ -35,7 +36,8 @@ def bucket(external_id: str) -> int:
 
 
 def build(tickets_path: Path = DEMO, out: Path = HERE) -> dict[str, int]:
-    parts: dict[str, tuple[list[str], list[str]]] = {name: ([], []) for name in ("dev", "test", "subject_test")}
+    stages = ("dev", "subject_dev", "test", "subject_test")
+    parts: dict[str, tuple[list[str], list[str]]] = {name: ([], []) for name in stages}
     for line in tickets_path.read_text().splitlines():
         if not line.strip():
             continue
@@ -46,10 +48,11 @@ def build(tickets_path: Path = DEMO, out: Path = HERE) -> dict[str, int]:
         qid = ticket["external_id"]
         text = _clean(f"{ticket.get('subject', '')}\n\n{ticket['body']}")
         b = bucket(qid)
-        names = ["dev"] if b < DEV_SHARE else ["test", "subject_test"] if b < 70 else ["test"]
+        names = ["dev", "subject_dev"] if b < DEV_SHARE else ["test", "subject_test"] if b < 70 else ["test"]
         for name in names:
             queries, qrels = parts[name]
-            query = _clean(ticket.get("subject") or ticket["body"].splitlines()[0]) if name == "subject_test" else text
+            subject_only = name.startswith("subject")
+            query = _clean(ticket.get("subject") or ticket["body"].splitlines()[0]) if subject_only else text
             queries.append(f"{qid}\t{query}")
             qrels.extend(f"{qid}\t{article}\t1" for article in dict.fromkeys(articles))
     counts = {}

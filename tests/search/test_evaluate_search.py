@@ -106,6 +106,23 @@ def test_fit_search_weights_stores_weights_the_app_then_serves(eval_files, tmp_p
         )
 
 
+def test_fit_search_weights_fits_several_sets_at_once(eval_files, tmp_path, db, capsys):
+    kb_file, queries, qrels = eval_files
+    common = ["--kb", str(kb_file), "--min-queries", "3", "--cache", str(tmp_path / "cache.sqlite")]
+    pair = ["--queries", str(queries), "--qrels", str(qrels)]
+    call_command("fit_search_weights", *common, *pair, *pair, "--output", str(tmp_path / "w.json"), "--step", "0.25")
+    payload = json.loads((tmp_path / "w.json").read_text())
+    assert payload["n_queries"] == 6 and len(payload["per_set_metrics"]) == 2
+    assert payload["margin"] >= -1e-9
+    with pytest.raises(CommandError, match="in pairs"):
+        call_command("fit_search_weights", *common, *pair, "--queries", str(queries), "--store")
+    with pytest.raises(CommandError, match="once per --queries"):
+        call_command("fit_search_weights", *common, "--kb", str(kb_file), "--kb", str(kb_file), *pair, "--store")
+    with pytest.raises(CommandError, match="not a fusion weights file"):
+        (tmp_path / "bad.json").write_text('{"weights": {"bm25": 1}}')
+        call_command("evaluate_search", "--kb", str(kb_file), *pair, "--weights", str(tmp_path / "bad.json"))
+
+
 def test_bad_evaluation_files_are_named_with_their_line(eval_files, tmp_path, db):
     kb_file, queries, qrels = eval_files
     bad_queries = tmp_path / "bad.tsv"

@@ -1,17 +1,28 @@
 from __future__ import annotations
 
+import json
 import random
 
+import numpy as np
 import pytest
 
 from search.fusion import (
+    STAGES,
+    FusionPolicy,
+    LabeledSet,
+    _query_objective,
     active_weights,
     combine,
     cross_fitted_metrics,
+    fit_policy,
     fit_weights,
+    load_weights_file,
     normalise_weights,
+    rank,
     stage_rankings,
     standardise,
+    weight_grid,
+    weights_for,
 )
 from search.metrics import mrr_at_k, ndcg_at_k, recall_at_k, summarise
 from search.models import FusionWeights
@@ -80,8 +91,9 @@ def test_fitted_weights_fall_back_to_dense_and_hybrid_when_the_reranker_hurts():
 def test_the_newest_stored_weights_are_served(db, settings):
     assert active_weights()[1] in ("default", "fallback")
     FusionWeights.objects.create(weights={"dense": 2, "hybrid": 1, "rerank": 1}, source="feedback")
-    weights, source = active_weights()
-    assert weights == pytest.approx({"dense": 0.5, "hybrid": 0.25, "rerank": 0.25})
+    policy, source = active_weights()
+    assert policy.short_max_words is None
+    assert policy.for_words(3) == pytest.approx({"dense": 0.5, "hybrid": 0.25, "rerank": 0.25})
     assert source.startswith("feedback#")
 
 
@@ -90,5 +102,91 @@ def test_cross_fitting_never_ranks_a_query_with_weights_fitted_on_it():
     features, qrels = _synthetic(60, rerank_helps=True, seed=3)
     metrics, fold_weights = cross_fitted_metrics(features, qrels, folds=3, step=0.25)
     assert len(fold_weights) == 3 and metrics["queries"] == 60
-    assert all(w["rerank"] >= 0.5 for w in fold_weights)
+    assert all(p.long["rerank"] >= 0.5 for p in fold_weights)
     assert metrics["mrr@10"] > 0.8
+
+
+def _two_kinds(n: int, seed: int):
+    """Short queries where the reranker is right and long ones where it misleads, as two sets."""
+    short_f, short_q = _synthetic(n, rerank_helps=True, seed=seed)
+    long_f, long_q = _synthetic(n, rerank_helps=False, seed=seed + 1)
+    short = LabeledSet("short", short_f, short_q, {q: 4 for q in short_f})
+    long = LabeledSet("long", long_f, long_q, {q: 40 for q in long_f})
+    return short, long
+
+
+def test_the_vectorised_objective_ranks_exactly_like_combine():
+    features, qrels = _synthetic(30, rerank_helps=True, seed=5)
+    features["q0"]["rerank"] = {}  # a query the reranker did not score
+    features["q1"] = {"dense": {"a": 1.0, "r": 1.0}, "hybrid": {"a": 0.5, "r": 0.5}, "rerank": {}}  # ties
+    grid_dicts = weight_grid(0.25)
+    grid = np.array([[w[s] for s in STAGES] for w in grid_dicts])
+    for q, f in features.items():
+        fast = _query_objective(f, qrels[q], grid)
+        for i, w in enumerate(grid_dicts):
+            ranking = rank(combine(f, w))
+            assert fast[i] == pytest.approx(mrr_at_k(ranking, qrels[q]) + 0.5 * ndcg_at_k(ranking, qrels[q]))
+
+
+def test_a_length_gated_policy_fits_each_kind_of_query_and_beats_every_stage_on_both_sets():
+    short, long = _two_kinds(60, seed=7)
+    fit = fit_policy([short, long], step=0.1, short_max_words=12)
+    assert fit.policy.short_max_words == 12
+    assert fit.policy.short["rerank"] >= 0.5 and fit.policy.long["rerank"] <= 0.2
+    assert fit.margin >= -1e-9
+    for name, metrics in fit.per_set.items():
+        best = max(metrics[s]["mrr@10"] for s in STAGES)
+        assert metrics["final"]["mrr@10"] >= best, name
+    # One vector for both cannot serve both kinds as well.
+    single = fit_policy([short, long], step=0.1, short_max_words=None)
+    assert single.policy.short_max_words is None and single.margin < fit.margin
+
+
+def test_too_few_queries_on_one_side_fit_a_single_vector():
+    short, long = _two_kinds(40, seed=11)
+    few = LabeledSet("few", dict(list(short.features.items())[:3]), short.qrels, short.words)
+    fit = fit_policy([few, long], step=0.25, short_max_words=12, min_regime_queries=10)
+    assert fit.policy.short_max_words is None
+    with pytest.raises(ValueError, match="length"):
+        fit_policy([LabeledSet("no lengths", short.features, short.qrels)], step=0.25, short_max_words=12)
+
+
+def test_policies_round_trip_through_json_and_refuse_nonsense(tmp_path):
+    policy = FusionPolicy(short={"rerank": 3, "dense": 1}, long={"dense": 1}, short_max_words=12)
+    assert policy.short == pytest.approx({"dense": 0.25, "hybrid": 0.0, "rerank": 0.75})
+    assert FusionPolicy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+    assert policy.for_query("card declined twice") == policy.short
+    assert policy.for_query(" ".join(["word"] * 13)) == policy.long
+    assert policy.regime(12) == "short" and FusionPolicy.single({"dense": 1}).regime(3) == "all"
+    flat = FusionPolicy.from_json({"dense": 2, "hybrid": 2})
+    assert flat.short_max_words is None and flat.for_words(1) == pytest.approx(
+        {"dense": 0.5, "hybrid": 0.5, "rerank": 0}
+    )
+    for bad in ({"short": {"dense": 1}}, {"dense": 1, "bm25": 1}, {"short_max_words": 0, "short": {}, "long": {}}):
+        with pytest.raises(ValueError):
+            FusionPolicy.from_json(bad)
+    (tmp_path / "w.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a fusion weights file"):
+        load_weights_file(tmp_path / "w.json")
+    with pytest.raises(ValueError, match="length"):
+        weights_for(policy, None)
+
+
+def test_a_stored_policy_is_served_by_query_length(db):
+    FusionWeights.objects.create(
+        weights={"short_max_words": 5, "short": {"rerank": 1}, "long": {"dense": 1}}, source="labeled"
+    )
+    policy, source = active_weights()
+    assert source.startswith("labeled#")
+    assert policy.for_query("refund please")["rerank"] == 1.0
+    assert policy.for_query("I was charged twice for the same order last week")["dense"] == 1.0
+
+
+def test_cross_fitting_a_gated_policy_uses_query_lengths():
+    short, long = _two_kinds(40, seed=13)
+    features = {**{f"s{q}": f for q, f in short.features.items()}, **{f"l{q}": f for q, f in long.features.items()}}
+    qrels = {q: {"r": 1} for q in features}
+    words = {q: 4 if q.startswith("s") else 40 for q in features}
+    metrics, policies = cross_fitted_metrics(features, qrels, folds=2, step=0.25, words=words, short_max_words=12)
+    assert metrics["queries"] == 80 and all(p.short_max_words == 12 for p in policies)
+    assert all(p.short["rerank"] >= 0.5 and p.long["rerank"] <= 0.25 for p in policies)

@@ -94,6 +94,7 @@ def test_suggestions_are_stored_for_a_ticket_with_the_matching_passage(kb):
     assert stored[0].passage_text.startswith("Reset your password")
     assert stored[0].score == stored[0].stage_scores["final"]
     assert {"dense", "hybrid", "rerank", "final", "weights", "embedder", "reranker"} <= set(stored[0].stage_scores)
+    assert stored[0].stage_scores["weights_regime"] in ("short", "long", "all")
     # On demand again: replaced, not duplicated.
     suggest_for_ticket(ticket, k=3)
     assert Suggestion.objects.filter(ticket=ticket).count() == 3
@@ -102,3 +103,19 @@ def test_suggestions_are_stored_for_a_ticket_with_the_matching_passage(kb):
 def test_an_empty_knowledge_base_gives_no_suggestions(db):
     ticket = Ticket.objects.create(subject="hello", body="anything")
     assert suggest_for_ticket(ticket) == []
+
+
+def test_a_length_gated_policy_ranks_each_query_with_the_weights_for_its_length(kb):
+    from search.fusion import FusionPolicy
+
+    policy = FusionPolicy(short={"rerank": 1}, long={"dense": 1}, short_max_words=4)
+    short = search("password reset", weights=policy)
+    assert short.weights == {"dense": 0.0, "hybrid": 0.0, "rerank": 1.0}
+    assert [h.article_id for h in short.top(3)] == sorted(
+        short.stage_scores["rerank"], key=lambda a: -short.stage_scores["rerank"][a]
+    )[:3]
+    long = search("I forgot my password and the reset email never arrives", weights=policy)
+    assert long.weights == {"dense": 1.0, "hybrid": 0.0, "rerank": 0.0}
+    assert [h.article_id for h in long.top(3)] == sorted(
+        long.stage_scores["dense"], key=lambda a: -long.stage_scores["dense"][a]
+    )[:3]

@@ -11,7 +11,7 @@ class Command(BaseCommand):
     help = (
         "Evaluate article retrieval on labeled queries: MRR@10, NDCG@10 and Recall@100 of dense only, "
         "hybrid (dense + full-text, RRF), hybrid + cross-encoder rerank, and the final ranking the app "
-        "serves (the fused stages with the active weights). Formats: KB JSONL lines "
+        "serves (the fused stages with the active fusion policy). Formats: KB JSONL lines "
         '{"id","title","body"}; queries TSV qid<TAB>text; qrels TSV qid<TAB>article_id<TAB>relevance. '
         "The KB is indexed into throw-away tables: the live knowledge base is not touched."
     )
@@ -77,7 +77,10 @@ class Command(BaseCommand):
             query_texts = {q: t for q, t in query_texts.items() if q not in unlabeled}
         if not query_texts:
             raise CommandError("no query has a relevant article in the qrels")
-        fusion, source = (load_weights_file(weights), f"file:{weights}") if weights else active_weights()
+        try:
+            fusion, source = (load_weights_file(weights), f"file:{weights}") if weights else active_weights()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
 
         started = time.monotonic()
         try:
@@ -97,12 +100,23 @@ class Command(BaseCommand):
         if cross_fit:
             from search.fusion import cross_fitted_metrics
 
-            metrics["final_cv"], fold_weights = cross_fitted_metrics(features.scores, labels, folds=cross_fit)
+            metrics["final_cv"], fold_policies = cross_fitted_metrics(
+                features.scores,
+                labels,
+                folds=cross_fit,
+                words=features.words,
+                short_max_words=fusion.short_max_words,
+            )
+            fold_weights = [p.to_json() for p in fold_policies]
         self.stdout.write("")
         self.stdout.write(format_table(metrics))
-        self.stdout.write(
-            f"final = fused stages with weights {', '.join(f'{k}={v:.3f}' for k, v in fusion.items())} ({source})"
-        )
+        self.stdout.write(f"final = fused stages with weights {fusion.describe()} ({source})")
+        if fusion.short_max_words is not None:
+            short = sum(1 for q in features.scores if fusion.regime(features.words[q]) == "short")
+            self.stdout.write(
+                f"queries by length: {short} short (≤{fusion.short_max_words} words), "
+                f"{len(features.scores) - short} longer"
+            )
         best = max(("dense", "hybrid", "rerank"), key=lambda s: metrics[s]["mrr@10"])
         self.stdout.write(
             f"best single stage by MRR@10: {best} ({metrics[best]['mrr@10']:.4f}); final "
@@ -112,7 +126,7 @@ class Command(BaseCommand):
         if cross_fit:
             self.stdout.write(
                 f"final_cv: weights fitted on this set, {cross_fit}-fold cross-fitted; fold weights "
-                + "; ".join(", ".join(f"{k}={v:.2f}" for k, v in w.items()) for w in fold_weights)
+                + " | ".join(p.describe() for p in fold_policies)
             )
         if json_out:
             payload = {
@@ -121,7 +135,7 @@ class Command(BaseCommand):
                     "kb": str(kb),
                     "queries": str(queries),
                     "qrels": str(qrels),
-                    "weights": fusion,
+                    "weights": fusion.to_json(),
                     "weights_source": source,
                     "cross_fit_fold_weights": fold_weights,
                     **versions,

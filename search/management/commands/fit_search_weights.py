@@ -5,76 +5,96 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from search.fusion import DEFAULT_SHORT_MAX_WORDS
+
 
 class Command(BaseCommand):
     help = (
-        "Fit the weights that fuse the dense, hybrid and rerank stages into the served ranking, by grid "
-        "search for the best MRR@10 on labeled queries (--kb/--queries/--qrels, the evaluate_search formats) "
-        "or on agents' helpful / not-helpful marks on suggestions (--from-feedback, on the live knowledge "
-        "base). Stores them as the active weights (--store) and/or writes them to a JSON file (--output)."
+        "Fit the fusion policy that combines the dense, hybrid and rerank stages into the served ranking: "
+        "one weight vector for short queries (at most --short-max-words words) and one for longer ones, "
+        "found by grid search on labeled queries (--kb/--queries/--qrels, the evaluate_search formats; "
+        "repeat --queries/--qrels, and --kb if they differ, to fit on several sets at once, maximising the "
+        "worst set's margin over its own best single stage) or on agents' helpful / not-helpful marks on "
+        "suggestions (--from-feedback, on the live knowledge base). Stores it as the active policy "
+        "(--store) and/or writes it to a JSON file (--output)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--kb", type=Path)
-        parser.add_argument("--queries", type=Path)
-        parser.add_argument("--qrels", type=Path)
+        parser.add_argument("--kb", type=Path, action="append", default=[], help="once, or once per --queries")
+        parser.add_argument("--queries", type=Path, action="append", default=[])
+        parser.add_argument("--qrels", type=Path, action="append", default=[])
         parser.add_argument("--from-feedback", action="store_true", help="fit on SuggestionFeedback marks")
         parser.add_argument("--min-queries", type=int, default=20, help="refuse to fit on fewer labeled queries")
         parser.add_argument("--step", type=float, default=0.05, help="grid step on the weight simplex")
+        parser.add_argument(
+            "--short-max-words",
+            type=int,
+            default=DEFAULT_SHORT_MAX_WORDS,
+            help=f"queries of at most this many words get their own weights (default {DEFAULT_SHORT_MAX_WORDS}); "
+            "0 fits one vector for every query",
+        )
         parser.add_argument("--store", action="store_true", help="save as the active FusionWeights row")
-        parser.add_argument("--output", type=Path, help="write weights and fit metrics as JSON here")
+        parser.add_argument("--output", type=Path, help="write the policy and fit metrics as JSON here")
         parser.add_argument("--rerank-depth", type=int)
         parser.add_argument("--cache", type=Path, help="model score cache (default .data/search-eval-cache.sqlite)")
 
     def handle(
-        self, *args, kb, queries, qrels, from_feedback, min_queries, step, store, output, rerank_depth, cache, **options
+        self,
+        *args,
+        kb,
+        queries,
+        qrels,
+        from_feedback,
+        min_queries,
+        step,
+        short_max_words,
+        store,
+        output,
+        rerank_depth,
+        cache,
+        **options,
     ):
-        from search.evaluation import (
-            EvaluationInputError,
-            default_cache_path,
-            features_for_files,
-            format_table,
-            load_qrels,
-            load_queries,
-        )
-        from search.fusion import fit_weights
+        from search.evaluation import EvaluationInputError, format_table
+        from search.fusion import fit_policy
         from search.models import FusionWeights
 
         if not (store or output):
             raise CommandError("say where the weights go: --store, --output FILE, or both")
         if from_feedback == bool(kb or queries or qrels):
             raise CommandError("use either --from-feedback or all of --kb, --queries and --qrels")
+        if not 0 < step <= 0.5:
+            raise CommandError("--step must be in (0, 0.5]")
+        if short_max_words < 0:
+            raise CommandError("--short-max-words must be 0 (one vector) or a positive number of words")
         try:
             if from_feedback:
-                features, labels, versions, fitted_on = self._feedback_features(rerank_depth)
+                sets, versions, fitted_on = self._feedback_sets(rerank_depth)
                 source = "feedback"
             else:
-                if not (kb and queries and qrels):
-                    raise CommandError("--kb, --queries and --qrels go together")
-                labels = load_qrels(qrels)
-                texts = {
-                    q: t for q, t in load_queries(queries).items() if any(g > 0 for g in labels.get(q, {}).values())
-                }
-                features, versions = features_for_files(
-                    kb, texts, rerank_depth=rerank_depth, cache=cache or default_cache_path(), log=self.stdout.write
-                )
-                source, fitted_on = "labeled", f"{kb} / {queries}"
+                sets, versions, fitted_on = self._labeled_sets(kb, queries, qrels, rerank_depth, cache)
+                source = "labeled"
         except EvaluationInputError as exc:
             raise CommandError(str(exc)) from None
-        labeled = [q for q in features.scores if any(g > 0 for g in labels.get(q, {}).values())]
-        if len(labeled) < min_queries:
-            raise CommandError(f"only {len(labeled)} labeled queries; need at least {min_queries} (--min-queries)")
+        n_labeled = sum(len(s.labeled()) for s in sets)
+        if n_labeled < min_queries:
+            raise CommandError(f"only {n_labeled} labeled queries; need at least {min_queries} (--min-queries)")
 
-        fit = fit_weights(features.scores, labels, step=step)
-        self.stdout.write(format_table(fit.metrics))
-        self.stdout.write("weights: " + ", ".join(f"{k}={v:.3f}" for k, v in fit.weights.items()))
+        fit = fit_policy(sets, step=step, short_max_words=short_max_words or None)
+        for name, metrics in fit.per_set.items():
+            if len(fit.per_set) > 1:
+                self.stdout.write(f"{name}:")
+            self.stdout.write(format_table(metrics))
+        self.stdout.write(f"weights: {fit.policy.describe()}")
+        self.stdout.write(f"worst set's final objective minus its best stage's: {fit.margin:+.4f}")
         payload = {
-            "weights": fit.weights,
+            "weights": fit.policy.to_json(),
             "source": source,
             "fitted_on": fitted_on,
             "n_queries": fit.n_queries,
             "step": step,
+            "margin": fit.margin,
             "fit_metrics": fit.metrics,
+            "per_set_metrics": fit.per_set,
             **versions,
         }
         if output:
@@ -83,22 +103,52 @@ class Command(BaseCommand):
             self.stdout.write(f"wrote {output}")
         if store:
             row = FusionWeights.objects.create(
-                weights=fit.weights,
+                weights=fit.policy.to_json(),
                 source=source,
                 n_queries=fit.n_queries,
-                metrics=fit.metrics,
+                metrics={**fit.metrics, "per_set": fit.per_set, "margin": fit.margin},
                 embedder_version=versions.get("embedder", ""),
                 reranker_version=versions.get("reranker", ""),
             )
             self.stdout.write(self.style.SUCCESS(f"stored as the active weights (FusionWeights #{row.pk})"))
 
-    def _feedback_features(self, rerank_depth):
+    def _labeled_sets(self, kbs, queries, qrels, rerank_depth, cache):
+        from search.evaluation import default_cache_path, features_for_files, load_qrels, load_queries
+        from search.fusion import LabeledSet
+
+        if not (kbs and queries and qrels):
+            raise CommandError("--kb, --queries and --qrels go together")
+        if len(queries) != len(qrels):
+            raise CommandError(f"{len(queries)} --queries but {len(qrels)} --qrels: give them in pairs")
+        if len(kbs) not in (1, len(queries)):
+            raise CommandError(f"give --kb once, or once per --queries ({len(queries)}), not {len(kbs)} times")
+        for path in [*kbs, *queries, *qrels]:
+            if not path.is_file():
+                raise CommandError(f"{path}: no such file")
+        kbs = kbs * len(queries) if len(kbs) == 1 else kbs
+        sets, versions, described = [], {}, []
+        for kb_path, queries_path, qrels_path in zip(kbs, queries, qrels, strict=True):
+            labels = load_qrels(qrels_path)
+            texts = {
+                q: t for q, t in load_queries(queries_path).items() if any(g > 0 for g in labels.get(q, {}).values())
+            }
+            self.stdout.write(f"set {queries_path}:")
+            features, versions = features_for_files(
+                kb_path, texts, rerank_depth=rerank_depth, cache=cache or default_cache_path(), log=self.stdout.write
+            )
+            name = str(queries_path) if len(set(queries)) == len(queries) else f"{queries_path}#{len(sets) + 1}"
+            sets.append(LabeledSet(name, features.scores, labels, features.words))
+            described.append(f"{kb_path} / {queries_path}")
+        return sets, versions, "; ".join(described)
+
+    def _feedback_sets(self, rerank_depth):
         """Tickets with at least one helpful mark, searched against the live knowledge base.
 
         The latest mark per (ticket, article) wins; not-helpful marks are explicit grade-0 labels.
         """
         from mlops.inference.encoders import get_cross_encoder, get_embedder
         from search.evaluation import collect_features
+        from search.fusion import LabeledSet
         from search.models import Article, SuggestionFeedback
 
         latest: dict[str, dict[str, int]] = {}
@@ -118,4 +168,5 @@ class Command(BaseCommand):
             texts, id_map, embedder=embedder, cross_encoder=cross_encoder, rerank_depth=rerank_depth
         )
         versions = {"embedder": embedder.version, "reranker": cross_encoder.version}
-        return features, labels, versions, f"feedback on {len(texts)} tickets"
+        feedback = LabeledSet("feedback", features.scores, labels, features.words)
+        return [feedback], versions, f"feedback on {len(texts)} tickets"
