@@ -179,10 +179,6 @@ def weights_for(weights: Weights, words: int | None) -> dict[str, float]:
     return dict(weights)
 
 
-def as_policy(weights: Weights) -> FusionPolicy:
-    return weights if isinstance(weights, FusionPolicy) else FusionPolicy.single(weights)
-
-
 @dataclass(frozen=True)
 class LabeledSet:
     """One labeled query set to fit on: stage scores and qrels per query id, and each query's length."""
@@ -279,10 +275,10 @@ def fit_policy(
         raise ValueError("no query has a relevant article: nothing to fit on")
     grid_dicts = weight_grid(step)
     grid = np.array([[w[s] for s in STAGES] for w in grid_dicts])
-    n_short = sum(1 for s in sets for q in s.labeled() if short_max_words and s.words.get(q, 0) <= short_max_words)
-    n_all = sum(len(s.labeled()) for s in sets)
     if short_max_words is not None and any(q not in s.words for s in sets for q in s.labeled()):
         raise ValueError("a length-gated fit needs every query's length (LabeledSet.words)")
+    n_short = sum(1 for s in sets for q in s.labeled() if short_max_words and s.words[q] <= short_max_words)
+    n_all = sum(len(s.labeled()) for s in sets)
     gated = short_max_words is not None and min(n_short, n_all - n_short) >= min_regime_queries
 
     bests = {}
@@ -310,7 +306,8 @@ def fit_policy(
     columns = (0, 1) if gated else (0, 0)
     short_vec, long_vec = grid[ties[:, columns[0]]].mean(axis=0), grid[ties[:, columns[1]]].mean(axis=0)
     policy = _policy(short_vec, long_vec, short_max_words if gated else None)
-    if _worst_margin(policy, sets, bests) < top - 1e-9:
+    margin = _worst_margin(policy, sets, bests)
+    if margin < top - 1e-9:
         # The mean of the tied optima fell off the plateau: take the tied one nearest to it.
         nearest = ties[
             np.argmin(
@@ -319,15 +316,14 @@ def fit_policy(
             )
         ]
         policy = _policy(grid[nearest[columns[0]]], grid[nearest[columns[1]]], short_max_words if gated else None)
+        margin = _worst_margin(policy, sets, bests)
 
     per_set = {s.name: stage_metrics(s.features, s.qrels, policy, s.words) for s in sets}
     merged_features = {(s.name, q): s.features[q] for s in sets for q in s.labeled()}
     merged_qrels = {(s.name, q): s.qrels[q] for s in sets for q in s.labeled()}
     merged_words = {(s.name, q): s.words.get(q) for s in sets for q in s.labeled()}
     metrics = stage_metrics(merged_features, merged_qrels, policy, merged_words if gated else None)
-    return FitResult(
-        policy=policy, metrics=metrics, n_queries=n_all, per_set=per_set, margin=_worst_margin(policy, sets, bests)
-    )
+    return FitResult(policy=policy, metrics=metrics, n_queries=n_all, per_set=per_set, margin=margin)
 
 
 def _policy(short: np.ndarray, long: np.ndarray, short_max_words: int | None) -> FusionPolicy:
