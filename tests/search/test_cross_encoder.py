@@ -1,6 +1,9 @@
-"""The packaged cross-encoder on each backend: ONNX int8 as shipped, and its weights dequantized on torch."""
+"""The packaged cross-encoder on each backend: ONNX int8 as shipped, its weights as a float32 ONNX graph,
+and its weights dequantized on torch."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +35,7 @@ def float32():
 
 @pytest.fixture(scope="module")
 def int8_onnx():
-    return CrossEncoder(PACKAGED_RERANKER, backend="onnx")
+    return CrossEncoder(PACKAGED_RERANKER, dtype="int8")
 
 
 def test_the_dequantized_weights_score_like_the_int8_export(float32, int8_onnx):
@@ -42,6 +45,26 @@ def test_the_dequantized_weights_score_like_the_int8_export(float32, int8_onnx):
     assert np.argmax(exact) == np.argmax(shipped)
     assert set(np.argsort(-exact)[:2]) == {0, 1}
     assert exact[2:5].max() < -5  # password, shipping and offline passages are irrelevant
+
+
+def test_the_float32_onnx_graph_scores_like_the_dequantized_torch_model(float32, int8_onnx):
+    graph = CrossEncoder(PACKAGED_RERANKER, backend="onnx")
+    assert (graph.info.backend, graph.impl.dtype) == ("onnx", "float32")
+    assert graph.version.endswith("/onnx-float32") and int8_onnx.version.endswith("/onnx-int8")
+    exact = float32.predict(PAIRS)
+    np.testing.assert_allclose(graph.predict(PAIRS), exact, atol=1e-4)
+    np.testing.assert_allclose(graph.predict(PAIRS[::-1], batch_size=3)[::-1], exact, atol=1e-4)
+    # the int8 graph is a different computation (activations quantized), not the same one
+    assert np.abs(int8_onnx.predict(PAIRS) - exact).max() > 1e-3
+
+
+def test_the_float32_graph_has_no_quantized_operators_left():
+    import onnx
+
+    path = Path(encoders.resolve_model_ref(PACKAGED_RERANKER)) / "model.onnx"
+    ops = {n.op_type for n in onnx.load_from_string(encoders.float32_graph_from_dynamic_int8(path)).graph.node}
+    assert "MatMul" in ops
+    assert not ops & {"MatMulInteger", "DynamicQuantizeLinear"}
 
 
 def test_bfloat16_ranks_like_float32(float32):
@@ -77,7 +100,7 @@ def test_batches_are_length_sorted_and_capped_in_tokens(float32):
 def test_auto_uses_bfloat16_torch_only_where_the_cpu_computes_it(monkeypatch):
     monkeypatch.setattr(encoders, "cpu_computes_bfloat16", lambda: False)
     plain = CrossEncoder(PACKAGED_RERANKER, device="cpu")
-    assert (plain.info.backend, plain.impl.dtype) == ("onnx", "int8")
+    assert (plain.info.backend, plain.impl.dtype) == ("onnx", "float32")
     monkeypatch.setattr(encoders, "cpu_computes_bfloat16", lambda: True)
     native = CrossEncoder(PACKAGED_RERANKER, device="cpu")
     assert (native.info.backend, native.impl.dtype) == ("torch", "bfloat16")
@@ -89,11 +112,15 @@ def test_unknown_backends_and_precisions_are_refused(settings, monkeypatch):
         CrossEncoder(PACKAGED_RERANKER, backend="tensorrt")
     with pytest.raises(ModelUnavailable, match="unknown dtype"):
         CrossEncoder(PACKAGED_RERANKER, backend="torch", dtype="int4")
+    with pytest.raises(ModelUnavailable, match="int8.*onnx backend"):
+        CrossEncoder(PACKAGED_RERANKER, backend="torch", dtype="int8")
+    with pytest.raises(ModelUnavailable, match="onnx backend runs float32 or int8"):
+        CrossEncoder(PACKAGED_RERANKER, backend="onnx", dtype="bfloat16")
     monkeypatch.setenv("TRIAGE_RERANKER_DTYPE", "fp8")
     from config.settings import env_choice
 
     with pytest.raises(ImproperlyConfigured, match="TRIAGE_RERANKER_DTYPE must be one of"):
-        env_choice("TRIAGE_RERANKER_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16"))
+        env_choice("TRIAGE_RERANKER_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16", "int8"))
 
 
 def test_an_onnx_file_that_is_not_a_quantized_bert_is_refused_on_torch(tmp_path):
@@ -109,3 +136,7 @@ def test_an_onnx_file_that_is_not_a_quantized_bert_is_refused_on_torch(tmp_path)
     onnx.save(helper.make_model(graph), tmp_path / "model.onnx")
     with pytest.raises(ModelUnavailable):
         encoders.dequantized_bert_from_onnx(tmp_path / "model.onnx")
+    with pytest.raises(ModelUnavailable, match="not a dynamic-int8 export"):
+        encoders.float32_graph_from_dynamic_int8(tmp_path / "model.onnx")
+    with pytest.raises(ModelUnavailable, match="not a dynamic-int8 export"):
+        encoders.CrossEncoderONNX(str(tmp_path), dtype="int8")
