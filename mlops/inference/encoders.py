@@ -232,13 +232,13 @@ class CrossEncoderONNX:
     # activations); int8 keeps its batching, which changes its scores (activation scales are per batch).
     FLOAT_BATCH_TOKENS = 512
 
-    def __init__(self, path: str, *, max_length: int = 512, threads: int | None = None, dtype: str = "auto") -> None:
+    def __init__(self, path: str, *, max_length: int = 512, threads: int | None = None, dtype: str = "float32") -> None:
         import onnxruntime as ort
 
         model_file = Path(path) / "model.onnx"
         if not model_file.exists():
             raise ModelUnavailable(f"no model.onnx in {path}")
-        if dtype not in ("auto", "float32", "int8"):
+        if dtype not in ("float32", "int8"):
             raise ModelUnavailable(f"the onnx backend runs float32 or int8, not {dtype!r}")
         quantized = _is_dynamic_int8(model_file)
         if dtype == "int8" and not quantized:
@@ -248,7 +248,7 @@ class CrossEncoderONNX:
         if threads:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.dtype = "int8" if quantized and dtype in ("auto", "int8") else "float32"
+        self.dtype = dtype
         graph: str | bytes = str(model_file)
         if quantized and self.dtype == "float32":
             graph = float32_graph_from_dynamic_int8(model_file)
