@@ -1,12 +1,15 @@
-"""DRF exception handler that also answers Django ``ValidationError`` from services as a 400."""
+"""DRF exception handler that also answers Django ``ValidationError`` from services as a 400, and a body
+over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` as a 413."""
 
 from __future__ import annotations
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
+
+from .errors import PayloadTooLarge
 
 
 def field_errors(error: DjangoValidationError) -> dict[str, list[str]]:
@@ -22,4 +25,6 @@ def field_errors(error: DjangoValidationError) -> dict[str, list[str]]:
 def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(field_errors(exc))
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
     return exception_handler(exc, context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import slug_re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -48,7 +49,11 @@ def find_team(value) -> Team | None:
         found = Team.objects.filter(pk=number).first() if 0 < number <= PK_MAX else None
         if found is not None or isinstance(value, int):
             return found
-    return Team.objects.filter(slug=value).first() if isinstance(value, str) else None
+    # Only text a slug can be reaches the database: a NUL byte or a lone surrogate would make the
+    # query itself fail (DataError, UnicodeEncodeError) instead of finding nothing.
+    if not isinstance(value, str) or not slug_re.fullmatch(value):
+        return None
+    return Team.objects.filter(slug=value).first()
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Team id or slug."})

@@ -8,8 +8,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from mlops.models import ModelVersion
@@ -21,6 +21,7 @@ from triage.services import accept_routing, correct_routing, create_ticket
 
 from . import services
 from .models import IDEMPOTENCY_KEY_MAX
+from .parsers import JSONParser
 from .permissions import CanCreateTickets, IsAdmin, IsAgent
 from .serializers import (
     ArticleFeedbackResultSerializer,
@@ -50,9 +51,42 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 class Pagination(PageNumberPagination):
+    """DRF's page numbers, strict: a ``page`` or ``page_size`` that is not a whole number in range is a 400
+    (DRF would ignore a bad ``page_size`` and clamp a large one); a page past the last one is a 404."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+    last_page_strings = ()  # the schema says page is an integer: no "last"
+
+    def query_number(self, request, name: str, maximum: int | None = None) -> int | None:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return None
+        # At most 18 digits: int() of thousands of digits is refused by Python itself (ValueError).
+        number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+        if number is None and raw.isascii() and raw.isdigit() and maximum is None:
+            raise NotFound(f"Invalid page: {raw[:20]}… is past the last page.")
+        if number is None or number < 1 or (maximum is not None and number > maximum):
+            limit = f"from 1 to {maximum}" if maximum is not None else "from 1"
+            raise ValidationError({name: [f"Must be a whole number {limit}."]})
+        return number
+
+    def get_page_size(self, request) -> int:
+        return self.query_number(request, self.page_size_query_param, self.max_page_size) or self.page_size
+
+    def get_page_number(self, request, paginator) -> int:
+        return self.query_number(request, self.page_query_param) or 1
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.page_query_param: {"minimum": 1},
+            self.page_size_query_param: {"minimum": 1, "maximum": self.max_page_size},
+        }
+        for parameter in parameters:
+            parameter["schema"].update(bounds[parameter["name"]])
+        return parameters
 
 
 class ApiViewSet(viewsets.GenericViewSet):
@@ -88,7 +122,9 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         )
 
     def list(self, request, *args, **kwargs):
-        filters = TicketFilterSerializer(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads an empty form value as "not given", so
+        # ?created_after= would filter nothing instead of being refused like any other bad date.
+        filters = TicketFilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data
         tickets = self.get_queryset()

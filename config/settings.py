@@ -245,6 +245,10 @@ STORAGES = {
     },
 }
 
+# Largest request body read into memory; a larger one is refused (413 as JSON under /api/). An article
+# of SEARCH_ARTICLE_MAX_CHARS (1,000,000) characters sent as UTF-8 (up to 4 bytes each) still fits.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)
+
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -256,6 +260,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, nested at most api.parsers.MAX_DEPTH levels.
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["api.throttling.PerTokenRateThrottle"],
     # Requests per token (by its scope), per logged-in user, per address: "<n>/<s|min|hour|day>".
     "DEFAULT_THROTTLE_RATES": {

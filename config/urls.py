@@ -16,3 +16,9 @@ urlpatterns = [
     path("kb/", include("search.urls")),
     path("models/", include("mlops.urls")),
 ]
+
+# Under /api/ these answer JSON (api/errors.py); elsewhere Django's own pages.
+handler400 = "api.errors.bad_request"
+handler403 = "api.errors.permission_denied"
+handler404 = "api.errors.page_not_found"
+handler500 = "api.errors.server_error"
