@@ -60,10 +60,13 @@ web: venv
 
 run: demo worker web
 
+# The layer contracts first (pyproject.toml): a broken one fails the run before any test starts.
 test: venv browser
+	$(VENV)/bin/lint-imports
 	$(TEST_ENV) $(PY) -m pytest
 
 test-fast: venv
+	$(VENV)/bin/lint-imports
 	$(TEST_ENV) $(PY) -m pytest -m "not browser and not slow"
 
 bench: venv
@@ -75,7 +78,7 @@ stop:
 	$(PY) -c "from config.embedded import stop_all; stop_all()"
 
 lint: venv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 clean: stop
 	rm -rf .data artifacts

@@ -13,11 +13,11 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from mlops.models import ModelVersion
-from mlops.tuning_services import set_team_routing
 from search import services as search_services
 from search.models import Article
 from triage.models import Prediction, Team, Ticket
 from triage.services import accept_routing, correct_routing, create_ticket
+from triage.team_services import set_team_routing
 
 from . import services
 from .models import IDEMPOTENCY_KEY_MAX

@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "triage",
     "search",
     "mlops",
+    "learning",
     "api",
 ]
 
@@ -158,8 +159,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "triage.tasks.route_ticket_task": {"queue": "inference"},
     "search.tasks.*": {"queue": "inference"},
-    "mlops.tasks.train_*": {"queue": "training"},
-    "mlops.tasks.evaluate_*": {"queue": "training"},
+    "learning.tasks.train_*": {"queue": "training"},
+    "learning.tasks.evaluate_*": {"queue": "training"},
 }
 # A task is acknowledged only after it ran, and re-queued when its worker dies mid-task:
 # no ticket is lost when a worker is killed. Tasks must therefore be idempotent.
@@ -213,7 +214,7 @@ TRIAGE_RETRAIN_CHECK_SECONDS = env_int("TRIAGE_RETRAIN_CHECK_SECONDS", 600, mini
 TRIAGE_TRAINING_STALE_SECONDS = env_int("TRIAGE_TRAINING_STALE_SECONDS", 900, minimum=30)
 TRIAGE_SETFIT_RECIPE = env_str("TRIAGE_SETFIT_RECIPE", "")
 CELERY_BEAT_SCHEDULE["check-retrain-trigger"] = {
-    "task": "mlops.tasks.check_retrain_trigger_task",
+    "task": "learning.tasks.check_retrain_trigger_task",
     "schedule": TRIAGE_RETRAIN_CHECK_SECONDS,
 }
 

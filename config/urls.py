@@ -14,7 +14,7 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("", include("triage.urls")),
     path("kb/", include("search.urls")),
-    path("models/", include("mlops.urls")),
+    path("models/", include("learning.urls")),
 ]
 
 # Under /api/ these answer JSON (api/errors.py); elsewhere Django's own pages.

@@ -30,7 +30,7 @@ class RoutingStatusMixin:
     """Shows the routing status line above a changelist when routing is degraded."""
 
     def changelist_view(self, request, extra_context=None):
-        from .services import routing_status
+        from .health import routing_status
 
         try:
             status = routing_status()
@@ -71,7 +71,7 @@ class ModelVersionAdmin(RoutingStatusMixin, admin.ModelAdmin):
         return False  # versions come from routing (zero-shot) and retraining, never typed in
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return False  # promotion goes through mlops.training.promote_version (the registry page)
+        return False  # promotion goes through mlops.registry.promote_version (the registry page)
 
     @admin.display(description="T")
     def temperature(self, obj: ModelVersion):

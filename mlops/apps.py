@@ -6,4 +6,4 @@ class MlopsConfig(AppConfig):
     verbose_name = "Models"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects worker_process_init)
+        from . import registry, signals  # noqa: F401  (connects worker_process_init, registers the warmers)

@@ -6,6 +6,12 @@ from django.conf import settings
 from django.db import models
 
 
+class ModelVersionQuerySet(models.QuerySet):
+    def champion(self) -> ModelVersion | None:
+        """The version that routes new tickets (at most one: a unique constraint), or None before the first."""
+        return self.filter(status=ModelVersion.Status.CHAMPION).first()
+
+
 class ModelVersion(models.Model):
     """One servable routing model: a zero-shot scorer configuration or a trained SetFit model.
 
@@ -42,6 +48,8 @@ class ModelVersion(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -89,9 +97,7 @@ class ScorerHealth(models.Model):
     requested = models.CharField(max_length=32, help_text="The routing scorer setting: auto, nli, embedding, ...")
     model_ref = models.CharField(max_length=500, help_text="The model the setting asked for first.")
     active_scorer = models.CharField(max_length=32, help_text="The scorer that routes.")
-    active_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    active_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     ok = models.BooleanField(help_text="The requested scorer loaded.")
     message = models.TextField(blank=True)
     reported_at = models.DateTimeField(auto_now=True)

@@ -1,7 +1,7 @@
 """Django admin for teams (routing settings, audited), tickets, routing decisions and labels.
 
 Predictions and labels are read-only here: they are what the router and agents did, kept as history.
-Changes to a team's mode or threshold go through ``mlops.tuning_services.set_team_routing`` so that
+Changes to a team's mode or threshold go through ``triage.team_services.set_team_routing`` so that
 each one leaves a ``TeamChange`` audit row, as on the tuning page.
 """
 
@@ -45,7 +45,7 @@ class TeamAdmin(RoutingStatusMixin, admin.ModelAdmin):
         if not change:
             super().save_model(request, obj, form, change)
             return
-        from mlops.tuning_services import set_team_routing
+        from triage.team_services import set_team_routing
 
         stored = Team.objects.get(pk=obj.pk)
         mode, threshold = obj.mode, obj.threshold

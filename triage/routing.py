@@ -2,7 +2,7 @@
 
 ``route_ticket(ticket_id)`` is what the ``route_ticket_task`` worker runs. It claims the ticket with a
 conditional UPDATE (``new``/``routing`` → ``routing``, attempts + 1), scores it with the version that
-serves now (``mlops.services.serving_version``), calibrates, decides, and stores one ``Prediction`` per
+serves now (``mlops.registry.serving_version``), calibrates, decides, and stores one ``Prediction`` per
 (ticket, model version) in the same transaction as the ticket's new status. A re-run (a redelivered
 message, the sweeper) finds the ticket decided and does nothing; a run after a crash claims it again.
 
@@ -157,7 +157,7 @@ def route_ticket(ticket_id: int) -> Prediction | None:
     """
     from mlops.calibration import apply_calibration, softmax
     from mlops.inference.scorers import InvalidInput
-    from mlops.services import serving_version
+    from mlops.registry import serving_version
 
     ticket = claim_ticket(ticket_id)
     if ticket is None:
@@ -170,7 +170,7 @@ def route_ticket(ticket_id: int) -> Prediction | None:
         give_up_routing(ticket_id, "no active team to route to")
         return None
     serving = serving_version()
-    if serving.fallback_reason:  # said once per process as a warning (mlops.services); here per ticket
+    if serving.fallback_reason:  # said once per process as a warning (mlops.registry); here per ticket
         logger.info("ticket %s: %s; routing with %s", ticket_id, serving.fallback_reason, serving.scorer.name)
     _test_delay(ticket)
     started = time.perf_counter()

@@ -15,7 +15,6 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-import mlops.services  # noqa: F401  (registers the routing scorer warmer before worker processes fork)
 from mlops.inference.encoders import ModelUnavailable
 
 from . import routing

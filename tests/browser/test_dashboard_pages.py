@@ -147,7 +147,7 @@ def test_marking_a_suggestion_helpful_updates_it_and_the_history_in_place(agent_
 
 def test_agents_get_403_on_the_admin_model_and_tuning_pages_and_admins_reach_them(agent_page, admin_page, screenshot):
     try:
-        urls = {"Models": reverse("mlops:models"), "Tuning": reverse("mlops:tuning")}
+        urls = {"Models": reverse("learning:models"), "Tuning": reverse("learning:tuning")}
     except NoReverseMatch:
         pytest.skip("the model and tuning pages are not built yet (mlops engineer)")
     expect(agent_page.locator("[data-admin-link]")).to_have_count(0)

@@ -64,7 +64,7 @@ def test_agents_can_log_in_with_the_form_and_land_on_the_queue(client, agent_ali
 
 def _mlops_pages() -> list[str]:
     """Every page under /models/ (the admin tuning, report and model pages) that takes no argument."""
-    from mlops import urls
+    from learning import urls
 
     return ["/models/" + str(p.pattern) for p in urls.urlpatterns if not p.pattern.converters]
 
@@ -74,7 +74,7 @@ def test_admins_see_links_to_the_admin_pages_and_agents_do_not(client, agent_ali
     assert b"data-admin-link" not in client.get("/").content
     client.force_login(admin_ada)
     body = client.get("/").content.decode()
-    for name, label in (("mlops:models", "Models"), ("mlops:tuning", "Tuning"), ("mlops:reports", "Reports")):
+    for name, label in (("learning:models", "Models"), ("learning:tuning", "Tuning"), ("learning:reports", "Reports")):
         try:
             url = reverse(name)
         except NoReverseMatch:
@@ -95,7 +95,7 @@ def test_agents_are_refused_every_admin_model_and_tuning_page(client, agent_alic
         assert codes <= {403, 405} and 403 in codes, (path, codes)
 
 
-@pytest.mark.parametrize("name", ["mlops:models", "mlops:tuning"])
+@pytest.mark.parametrize("name", ["learning:models", "learning:tuning"])
 def test_admins_reach_the_model_and_tuning_pages_that_agents_are_refused(client, agent_alice, admin_ada, name):
     try:
         url = reverse(name)
@@ -118,7 +118,7 @@ def test_logging_out_takes_a_post_with_csrf_and_ends_the_session(client, agent_a
 def test_the_header_says_when_routing_does_not_run_as_configured(client, agent_alice):
     from django.conf import settings
 
-    mlops_services = pytest.importorskip("mlops.services", reason="mlops reports no routing status yet")
+    from mlops import health
     from mlops.models import ScorerHealth
 
     requested = settings.TRIAGE_ROUTING_SCORER or "auto"
@@ -131,7 +131,7 @@ def test_the_header_says_when_routing_does_not_run_as_configured(client, agent_a
         ok=False,
         message="NLI model <x> could not be loaded; routing with embedding",
     )
-    mlops_services._status_cache.clear()  # the status is cached for 30 s per process
+    health._status_cache.clear()  # the status is cached for 30 s per process
     client.force_login(agent_alice)
     body = client.get("/").content.decode()
     assert (

@@ -107,14 +107,14 @@ def test_labels_retrain_promote_and_route_new_tickets_with_the_new_version(clien
 
         # 2. An admin retrains with no labels: the run fails on the worker, the error is shown, the champion stays.
         client.force_login(admin_ada)
-        client.post(reverse("mlops:retrain"))
+        client.post(reverse("learning:retrain"))
         failed = ModelVersion.objects.get(scorer="setfit")
         wait_for(
             lambda: TrainingRun.objects.get(model_version=failed).state == "failed",
             timeout=120,
             message="the failed run",
         )
-        page = client.get(reverse("mlops:models")).content.decode()
+        page = client.get(reverse("learning:models")).content.decode()
         assert "need at least two active teams with 8 labels" in page
         assert ModelVersion.objects.get(status="champion") == zero_shot
 
@@ -155,7 +155,7 @@ def test_labels_retrain_promote_and_route_new_tickets_with_the_new_version(clien
         assert f"[{version.version}] body step" in worker.log()
         assert ModelVersion.objects.get(pk=zero_shot.pk).status == "retired"
         client.force_login(admin_ada)
-        page = client.get(reverse("mlops:models")).content.decode()
+        page = client.get(reverse("learning:models")).content.decode()
         assert version.version in page and "Promoted: macro-F1" in page
 
         # 5. New tickets are routed by the promoted version, which every prediction records.

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from mlops.training import collect_labels, import_labels
+from learning.training import collect_labels, import_labels
 from tests.retraining.builders import make_ticket
 from triage.models import Correction, Team
 

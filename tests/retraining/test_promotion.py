@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
+from learning.training import TrainingInProgress, calibrate, compare_challenger, request_training
 from mlops.models import ModelVersion, TrainingRun
-from mlops.training import (
-    TrainingInProgress,
-    calibrate,
-    current_champion,
-    decide,
-    promote_version,
-    request_training,
-    rollback_to,
-)
+from mlops.registry import promote_version
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +60,7 @@ def test_the_recipe_setting_scales_the_run(settings):
     [(0.80, 0.70, 0.02, True), (0.72, 0.70, 0.02, True), (0.715, 0.70, 0.02, False), (0.60, 0.70, 0.0, False)],
 )
 def test_the_challenger_must_beat_the_champion_by_the_margin(challenger, champion, margin, promote):
-    promoted, reason = decide(challenger, champion, margin)
+    promoted, reason = compare_challenger(challenger, champion, margin)
     assert promoted is promote
     assert f"{champion:.3f}" in reason and f"{margin:.3f}" in reason
 
@@ -96,7 +89,7 @@ def test_promotion_retires_the_previous_champion(tmp_path):
     new.refresh_from_db()
     assert (old.status, new.status) == ("retired", "champion")
     assert new.promoted_at is not None
-    assert current_champion() == new
+    assert ModelVersion.objects.champion() == new
 
 
 @pytest.mark.parametrize("status", ["failed", "training"])
@@ -105,7 +98,7 @@ def test_a_failed_or_unfinished_version_cannot_be_promoted(status):
     broken = version("setfit-1", status)
     with pytest.raises(ValidationError, match="cannot serve"):
         promote_version(broken)
-    assert current_champion() == champion
+    assert ModelVersion.objects.champion() == champion
 
 
 def test_a_version_whose_files_are_gone_cannot_be_promoted(tmp_path):
@@ -113,7 +106,7 @@ def test_a_version_whose_files_are_gone_cannot_be_promoted(tmp_path):
     gone = version("setfit-1", "retired", artifact_path=str(tmp_path / "missing"))
     with pytest.raises(ValidationError, match="files"):
         promote_version(gone)
-    assert current_champion() == champion
+    assert ModelVersion.objects.champion() == champion
 
 
 def test_an_admin_rolls_back_to_any_earlier_servable_version(admin_ada, tmp_path):
@@ -121,8 +114,8 @@ def test_an_admin_rolls_back_to_any_earlier_servable_version(admin_ada, tmp_path
     zero_shot = version("ensemble-1", "retired", scorer="ensemble")
     rejected = version("setfit-1", "rejected", artifact_path=str(tmp_path))
     version("setfit-2", "champion", artifact_path=str(tmp_path))
-    rollback_to(rejected, user=admin_ada)
-    assert current_champion() == rejected
-    rollback_to(zero_shot, user=admin_ada)
-    assert current_champion() == zero_shot
+    promote_version(rejected, user=admin_ada, reason="rollback")
+    assert ModelVersion.objects.champion() == rejected
+    promote_version(zero_shot, user=admin_ada, reason="rollback")
+    assert ModelVersion.objects.champion() == zero_shot
     assert ModelVersion.objects.filter(status="champion").count() == 1

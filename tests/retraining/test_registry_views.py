@@ -10,11 +10,11 @@ from mlops.models import ModelVersion, TrainingRun
 pytestmark = pytest.mark.django_db
 
 PAGES = [
-    ("get", "mlops:models", False),
-    ("post", "mlops:retrain", False),
-    ("get", "mlops:training_run", True),
-    ("get", "mlops:model_version", True),
-    ("post", "mlops:rollback", True),
+    ("get", "learning:models", False),
+    ("post", "learning:retrain", False),
+    ("get", "learning:training_run", True),
+    ("get", "learning:model_version", True),
+    ("post", "learning:rollback", True),
 ]
 
 
@@ -60,7 +60,7 @@ def versions(admin_ada, tmp_path):
 def url(name, with_pk, versions=None):
     if not with_pk:
         return reverse(name)
-    if name == "mlops:training_run":
+    if name == "learning:training_run":
         return reverse(name, args=[TrainingRun.objects.first().pk])
     return reverse(name, args=[versions["zero_shot"].pk])
 
@@ -75,7 +75,7 @@ def test_agents_get_403_and_anonymous_visitors_the_login_page(client, agent_alic
 
 
 def test_the_page_lists_versions_with_metrics_label_counts_hash_time_and_who_triggered(admin_client_ada, versions):
-    page = admin_client_ada.get(reverse("mlops:models")).content.decode()
+    page = admin_client_ada.get(reverse("learning:models")).content.decode()
     for text in ["setfit-1", "setfit-2", "ensemble-abc", "0123456789", "42 s", "0.910", "0.520", "ada", "threshold"]:
         assert text in page
     assert "beats the champion" in page
@@ -83,22 +83,22 @@ def test_the_page_lists_versions_with_metrics_label_counts_hash_time_and_who_tri
 
 
 def test_the_version_page_shows_the_comparison_labels_report_and_calibration(admin_client_ada, versions):
-    page = admin_client_ada.get(reverse("mlops:model_version", args=[versions["champion"].pk])).content.decode()
+    page = admin_client_ada.get(reverse("learning:model_version", args=[versions["champion"].pk])).content.decode()
     assert "Excluded, team deleted: 2" in page
     assert "Temperature <strong>1.3</strong>" in page
     assert "ensemble-abc" in page and "0.910" in page
-    failed = admin_client_ada.get(reverse("mlops:model_version", args=[versions["failed"].pk])).content.decode()
+    failed = admin_client_ada.get(reverse("learning:model_version", args=[versions["failed"].pk])).content.decode()
     assert "Training failed: out of memory during training" in failed
 
 
 def test_retrain_queues_a_run_and_refuses_a_second(admin_client_ada, admin_ada, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
-        response = admin_client_ada.post(reverse("mlops:retrain"), follow=True)
+        response = admin_client_ada.post(reverse("learning:retrain"), follow=True)
     version = ModelVersion.objects.get(status="training")
     assert (version.trigger, version.triggered_by) == ("manual", admin_ada)
     assert len(callbacks) == 1
     assert f"Training {version.version} queued" in response.content.decode()
-    again = admin_client_ada.post(reverse("mlops:retrain"), follow=True).content.decode()
+    again = admin_client_ada.post(reverse("learning:retrain"), follow=True).content.decode()
     assert "already queued" in again
     assert ModelVersion.objects.filter(status="training").count() == 1
 
@@ -111,29 +111,29 @@ def test_the_progress_panel_polls_while_running_and_asks_for_a_reload_when_done(
         state="running",
         progress={"stage": "training", "phase": "body", "step": 12, "total_steps": 60, "epoch": 1.5, "eta_seconds": 40},
     )
-    panel = admin_client_ada.get(reverse("mlops:training_run", args=[run.pk]))
+    panel = admin_client_ada.get(reverse("learning:training_run", args=[run.pk]))
     html = panel.content.decode()
     assert 'hx-trigger="every 2s"' in html and "step <strong>12</strong> of <strong>60</strong>" in html
     assert "about <strong>40 s</strong> left" in html
     TrainingRun.objects.filter(pk=run.pk).update(state="succeeded")
-    done = admin_client_ada.get(reverse("mlops:training_run", args=[run.pk]) + "?was=active", HTTP_HX_REQUEST="true")
+    done = admin_client_ada.get(reverse("learning:training_run", args=[run.pk]) + "?was=active", HTTP_HX_REQUEST="true")
     assert done["HX-Refresh"] == "true"
     assert "every 2s" not in done.content.decode()
 
 
 def test_an_admin_rolls_back_to_an_earlier_version(admin_client_ada, versions):
-    response = admin_client_ada.post(reverse("mlops:rollback", args=[versions["zero_shot"].pk]), follow=True)
+    response = admin_client_ada.post(reverse("learning:rollback", args=[versions["zero_shot"].pk]), follow=True)
     assert "ensemble-abc is the champion again" in response.content.decode()
     assert ModelVersion.objects.get(status="champion") == versions["zero_shot"]
     assert ModelVersion.objects.get(pk=versions["champion"].pk).status == "retired"
 
 
 def test_rolling_back_to_a_failed_version_is_refused_with_the_reason(admin_client_ada, versions):
-    response = admin_client_ada.post(reverse("mlops:rollback", args=[versions["failed"].pk]), follow=True)
+    response = admin_client_ada.post(reverse("learning:rollback", args=[versions["failed"].pk]), follow=True)
     assert "Cannot roll back" in response.content.decode()
     assert ModelVersion.objects.get(status="champion") == versions["champion"]
 
 
 def test_the_models_link_in_the_top_bar_leads_here(admin_client_ada, versions):
     page = admin_client_ada.get(reverse("triage:queue")).content.decode()
-    assert f'href="{reverse("mlops:models")}"' in page
+    assert f'href="{reverse("learning:models")}"' in page

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mlops.training import Example, holdout_rank, split_examples
+from learning.training import Example, holdout_rank, split_examples
 
 
 def examples(counts: dict[str, int], start: int = 0) -> list[Example]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from learning.tasks import reap_stale_runs, train_model_task
+from learning.training import collect_labels, request_training, split_examples
 from mlops.inference.setfit_scorer import META_FILE
 from mlops.models import ModelVersion, TrainingRun
-from mlops.tasks import reap_stale_runs, train_model_task
-from mlops.training import collect_labels, request_training, split_examples
 from tests.retraining.builders import label_tickets
 from tests.retraining.conftest import TEST_RECIPE
 

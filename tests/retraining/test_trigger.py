@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 
+from learning.tasks import check_retrain_trigger_task
+from learning.training import check_trigger
 from mlops.models import ModelVersion, TrainingRun
-from mlops.tasks import check_retrain_trigger_task
-from mlops.training import check_trigger
 from tests.retraining.builders import label_tickets, make_ticket
 from triage.models import Correction, Team
 from triage.services import record_label
@@ -23,7 +23,7 @@ def thresholds(settings):
 
 def test_beat_checks_the_trigger_on_a_schedule():
     entry = django_settings.CELERY_BEAT_SCHEDULE["check-retrain-trigger"]
-    assert entry["task"] == "mlops.tasks.check_retrain_trigger_task"
+    assert entry["task"] == "learning.tasks.check_retrain_trigger_task"
     assert entry["schedule"] == django_settings.TRIAGE_RETRAIN_CHECK_SECONDS
 
 

@@ -90,7 +90,7 @@ def test_it_needs_a_champion_or_a_version(db):
 
 
 def test_rescore_calibrates_on_labeled_tickets_the_version_never_routed(teams, embedding_routing):
-    from mlops.services import serving_version
+    from mlops.registry import serving_version
 
     texts = {
         "billing": ["I was charged twice", "Refund my last invoice", "Why is there a fee on my card?"],

@@ -45,7 +45,7 @@ def test_a_created_ticket_is_routed_by_the_worker_and_says_which_scorer_routed_i
     assert "could not be loaded" in log and "routing with ensemble" in log
     health = ScorerHealth.objects.get()
     assert (health.ok, health.active_scorer) == (False, "ensemble")
-    from mlops.services import _status_cache, routing_status
+    from mlops.health import _status_cache, routing_status
 
     _status_cache.clear()
     status = routing_status()

@@ -104,7 +104,7 @@ def test_an_inactive_team_is_refused(teams, agent_alice):
 
 
 def test_the_latest_label_is_what_calibration_reads(teams, agent_alice):
-    from mlops.services import latest_labels
+    from learning.calibrate import latest_labels
 
     ticket, _ = decided(teams, Prediction.Decision.SUGGESTED, "billing", Ticket.Status.NEEDS_TRIAGE)
     accept_routing(ticket, agent=agent_alice)

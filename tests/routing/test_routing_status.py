@@ -6,9 +6,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
+from mlops.health import _status_cache, routing_status
 from mlops.inference.availability import check_routing_models, probe_model
 from mlops.models import ScorerHealth
-from mlops.services import _status_cache, routing_status
 from triage.models import Team, TeamChange
 
 

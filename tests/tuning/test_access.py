@@ -8,16 +8,16 @@ from django.urls import reverse
 from triage.models import Team, TeamChange
 
 GETS = [
-    ("mlops:tuning", {}, {}),
-    ("mlops:what_if", {}, {"team": "billing", "threshold": "0.5", "format": "json"}),
-    ("mlops:what_if", {}, {"team": "billing", "threshold": "0.5"}),
-    ("mlops:suggest_thresholds", {}, {"target": "0.9", "format": "json"}),
-    ("mlops:reports", {}, {}),
-    ("mlops:reports", {}, {"format": "json"}),
+    ("learning:tuning", {}, {}),
+    ("learning:what_if", {}, {"team": "billing", "threshold": "0.5", "format": "json"}),
+    ("learning:what_if", {}, {"team": "billing", "threshold": "0.5"}),
+    ("learning:suggest_thresholds", {}, {"target": "0.9", "format": "json"}),
+    ("learning:reports", {}, {}),
+    ("learning:reports", {}, {"format": "json"}),
 ]
 POSTS = [
-    ("mlops:save_team_routing", {"slug": "billing"}, {"mode": "auto", "threshold": "0.1"}),
-    ("mlops:apply_thresholds", {}, {"apply": "billing", "threshold_billing": "0.1"}),
+    ("learning:save_team_routing", {"slug": "billing"}, {"mode": "auto", "threshold": "0.1"}),
+    ("learning:apply_thresholds", {}, {"apply": "billing", "threshold_billing": "0.1"}),
 ]
 
 

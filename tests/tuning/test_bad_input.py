@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from mlops.tuning import Outcomes, suggest_threshold
+from learning.tuning import Outcomes, suggest_threshold
 from tests.tuning.builders import make_version
 from triage.models import Correction, Prediction, Team, TeamChange, Ticket
 
@@ -19,7 +19,7 @@ def assert_nothing_saved():
 @pytest.mark.parametrize("bad", ["1.5", "-0.2", "abc", "nan", "inf", ""])
 def test_saving_a_threshold_outside_zero_and_one_says_so_and_saves_nothing(admin_client_ada, teams, bad):
     response = admin_client_ada.post(
-        reverse("mlops:save_team_routing", kwargs={"slug": "billing"}), {"mode": "suggest", "threshold": bad}
+        reverse("learning:save_team_routing", kwargs={"slug": "billing"}), {"mode": "suggest", "threshold": bad}
     )
     assert response.status_code == 400
     html = response.content.decode()
@@ -32,7 +32,7 @@ def test_saving_a_threshold_outside_zero_and_one_says_so_and_saves_nothing(admin
 @pytest.mark.django_db
 def test_an_unknown_mode_is_refused_with_a_message(admin_client_ada, teams):
     response = admin_client_ada.post(
-        reverse("mlops:save_team_routing", kwargs={"slug": "billing"}), {"mode": "reckless", "threshold": "0.5"}
+        reverse("learning:save_team_routing", kwargs={"slug": "billing"}), {"mode": "reckless", "threshold": "0.5"}
     )
     assert response.status_code == 400
     assert "Select a valid choice" in response.content.decode()
@@ -42,23 +42,27 @@ def test_an_unknown_mode_is_refused_with_a_message(admin_client_ada, teams):
 @pytest.mark.django_db
 @pytest.mark.parametrize("bad", ["1.5", "-0.01", "nope"])
 def test_the_what_if_refuses_thresholds_outside_zero_and_one(admin_client_ada, teams, bad):
-    response = admin_client_ada.get(reverse("mlops:what_if"), {"team": "billing", "threshold": bad, "format": "json"})
+    response = admin_client_ada.get(
+        reverse("learning:what_if"), {"team": "billing", "threshold": bad, "format": "json"}
+    )
     assert response.status_code == 400
     assert "between 0 and 1" in " ".join(response.json()["errors"]["threshold"])
-    fragment = admin_client_ada.get(reverse("mlops:what_if"), {"team": "billing", "threshold": bad})
+    fragment = admin_client_ada.get(reverse("learning:what_if"), {"team": "billing", "threshold": bad})
     assert fragment.status_code == 400 and "between 0 and 1" in fragment.content.decode()
 
 
 @pytest.mark.django_db
 def test_the_what_if_names_an_unknown_team(admin_client_ada, teams):
-    response = admin_client_ada.get(reverse("mlops:what_if"), {"team": "nobody", "threshold": "0.5", "format": "json"})
+    response = admin_client_ada.get(
+        reverse("learning:what_if"), {"team": "nobody", "threshold": "0.5", "format": "json"}
+    )
     assert response.status_code == 400 and "Unknown team 'nobody'" in response.json()["errors"]["team"][0]
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("bad", ["1.5", "0", "-1", "x"])
 def test_a_target_precision_outside_zero_and_one_is_refused(admin_client_ada, teams, bad):
-    response = admin_client_ada.get(reverse("mlops:suggest_thresholds"), {"target": bad, "format": "json"})
+    response = admin_client_ada.get(reverse("learning:suggest_thresholds"), {"target": bad, "format": "json"})
     assert response.status_code == 400
     assert "Target precision must be" in response.json()["errors"]["target"][0]
 
@@ -87,7 +91,8 @@ def test_a_target_no_threshold_reaches_says_the_best_there_is(admin_client_ada, 
     for conf, label in [(0.95, "orders"), (0.9, "billing"), (0.85, "billing"), (0.8, "orders"), (0.7, "billing")]:
         _record(teams["billing"], version, conf, label)
     response = admin_client_ada.get(
-        reverse("mlops:suggest_thresholds"), {"target": "0.99", "min_support": "2", "team": "billing", "format": "json"}
+        reverse("learning:suggest_thresholds"),
+        {"target": "0.99", "min_support": "2", "team": "billing", "format": "json"},
     )
     [suggestion] = response.json()["suggestions"]
     assert suggestion["ok"] is False and suggestion["threshold"] is None
@@ -96,7 +101,7 @@ def test_a_target_no_threshold_reaches_says_the_best_there_is(admin_client_ada, 
         "(best is 0.667 at θ = 0.850, on 3 labeled tickets)."
     )
     html = admin_client_ada.get(
-        reverse("mlops:tuning"), {"target": "0.99", "min_support": "2", "team": "billing"}
+        reverse("learning:tuning"), {"target": "0.99", "min_support": "2", "team": "billing"}
     ).content.decode()
     assert "No threshold reaches precision 0.990" in html
     assert_nothing_saved()
@@ -108,16 +113,16 @@ def test_a_team_with_no_labels_gets_a_clear_message_everywhere(admin_client_ada,
     _record(teams["returns"], version, 0.97, None)
     _record(teams["returns"], version, 0.91, None)
     response = admin_client_ada.get(
-        reverse("mlops:suggest_thresholds"), {"target": "0.9", "team": "returns", "format": "json"}
+        reverse("learning:suggest_thresholds"), {"target": "0.9", "team": "returns", "format": "json"}
     )
     [suggestion] = response.json()["suggestions"]
     assert suggestion["ok"] is False
     assert "'returns' has no labeled predictions in this window" in suggestion["message"]
     what_if = admin_client_ada.get(
-        reverse("mlops:what_if"), {"team": "returns", "threshold": "0.9", "format": "json"}
+        reverse("learning:what_if"), {"team": "returns", "threshold": "0.9", "format": "json"}
     ).json()["what_if"]
     assert (what_if["routed"], what_if["precision"], what_if["label_count"]) == (2, None, 0)
-    page = admin_client_ada.get(reverse("mlops:tuning"), {"team": "returns"}).content.decode()
+    page = admin_client_ada.get(reverse("learning:tuning"), {"team": "returns"}).content.decode()
     assert page.count('data-testid="whatif-precision">—<') == 1
     assert 'data-testid="whatif-no-labels"' in page
     assert_nothing_saved()
@@ -126,7 +131,7 @@ def test_a_team_with_no_labels_gets_a_clear_message_everywhere(admin_client_ada,
 @pytest.mark.django_db
 def test_applying_a_bad_suggested_threshold_saves_no_team(admin_client_ada, teams):
     response = admin_client_ada.post(
-        reverse("mlops:apply_thresholds"),
+        reverse("learning:apply_thresholds"),
         {"apply": ["billing", "orders"], "threshold_billing": "0.6", "threshold_orders": "7"},
         follow=True,
     )
@@ -136,9 +141,12 @@ def test_applying_a_bad_suggested_threshold_saves_no_team(admin_client_ada, team
 
 @pytest.mark.django_db
 def test_applying_with_no_team_ticked_or_an_unknown_team_saves_nothing(admin_client_ada, teams):
-    assert "no team was ticked" in admin_client_ada.post(reverse("mlops:apply_thresholds"), {}, follow=True).content.decode()
+    assert (
+        "no team was ticked"
+        in admin_client_ada.post(reverse("learning:apply_thresholds"), {}, follow=True).content.decode()
+    )
     response = admin_client_ada.post(
-        reverse("mlops:apply_thresholds"), {"apply": ["ghost"], "threshold_ghost": "0.5"}, follow=True
+        reverse("learning:apply_thresholds"), {"apply": ["ghost"], "threshold_ghost": "0.5"}, follow=True
     )
     assert "unknown team &#x27;ghost&#x27;" in response.content.decode()
     assert_nothing_saved()

@@ -85,7 +85,7 @@ def assert_same(got: dict, expected: dict):
 
 @pytest.mark.django_db
 def test_report_json_equals_a_direct_computation_per_version_and_week(admin_client_ada, history):
-    report = admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()
+    report = admin_client_ada.get(reverse("learning:reports"), {"format": "json"}).json()
     expected = direct_rows(history)
     got = {(r["model_version_id"], r["week"]): r for r in report["rows"] + report["totals"]}
     assert set(got) == set(expected)
@@ -97,7 +97,7 @@ def test_report_json_equals_a_direct_computation_per_version_and_week(admin_clie
 @pytest.mark.django_db
 def test_the_report_can_be_limited_to_one_version(admin_client_ada, history):
     new = history.versions[1]
-    report = admin_client_ada.get(reverse("mlops:reports"), {"format": "json", "version": new.pk}).json()
+    report = admin_client_ada.get(reverse("learning:reports"), {"format": "json", "version": new.pk}).json()
     assert {r["model_version_id"] for r in report["rows"]} == {new.pk}
     assert report["versions"][0]["label"] == "fixture:v2"
 
@@ -108,7 +108,7 @@ def test_the_latest_mark_per_ticket_and_article_counts(admin_client_ada, history
     article_id, rank, helpful, _ = marks[0]
     SuggestionFeedback.objects.create(ticket_id=ticket_id, article_id=article_id, rank=rank, helpful=not helpful)
     history.marks[ticket_id][0] = (article_id, rank, not helpful, None)
-    report = admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()
+    report = admin_client_ada.get(reverse("learning:reports"), {"format": "json"}).json()
     got = {(r["model_version_id"], r["week"]): r for r in report["totals"]}
     for key, numbers in direct_rows(history).items():
         if key[1] == "all":
@@ -117,7 +117,7 @@ def test_the_latest_mark_per_ticket_and_article_counts(admin_client_ada, history
 
 @pytest.mark.django_db
 def test_the_report_page_shows_every_version_and_week_with_its_plots(admin_client_ada, history):
-    html = admin_client_ada.get(reverse("mlops:reports")).content.decode()
+    html = admin_client_ada.get(reverse("learning:reports")).content.decode()
     assert html.count('data-week="all"') == 2
     assert 'data-week="2025-W10"' in html and "fixture:v1" in html and "fixture:v2" in html
     assert html.count("<svg") == 2
@@ -126,9 +126,9 @@ def test_the_report_page_shows_every_version_and_week_with_its_plots(admin_clien
 
 @pytest.mark.django_db
 def test_the_report_page_says_when_there_is_nothing_yet(admin_client_ada, teams):
-    response = admin_client_ada.get(reverse("mlops:reports"))
+    response = admin_client_ada.get(reverse("learning:reports"))
     assert 'data-testid="report-empty"' in response.content.decode()
-    assert admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()["rows"] == []
+    assert admin_client_ada.get(reverse("learning:reports"), {"format": "json"}).json()["rows"] == []
 
 
 @pytest.mark.django_db
@@ -139,7 +139,7 @@ def test_quality_report_prints_the_same_numbers_and_writes_json(history, tmp_pat
     text = out.getvalue()
     assert "fixture:v1" in text and "2025-W10" in text and "all" in text and f"JSON written to {target}" in text
     written = json.loads(target.read_text())
-    page = admin_client_ada.get(reverse("mlops:reports"), {"format": "json"}).json()
+    page = admin_client_ada.get(reverse("learning:reports"), {"format": "json"}).json()
     for key in ("rows", "totals", "versions"):
         assert written[key] == page[key]
     expected = direct_rows(history)

@@ -6,8 +6,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from mlops.tuning_services import set_routing_for_teams, set_team_routing
 from triage.models import Team, TeamChange
+from triage.team_services import set_routing_for_teams, set_team_routing
 
 
 @pytest.mark.django_db
@@ -81,7 +81,7 @@ def test_several_teams_are_saved_all_or_none(teams, admin_ada):
 @pytest.mark.django_db
 def test_an_admin_saving_on_the_page_is_in_the_audit_log(admin_client_ada, admin_ada, teams):
     response = admin_client_ada.post(
-        reverse("mlops:save_team_routing", kwargs={"slug": "billing"}),
+        reverse("learning:save_team_routing", kwargs={"slug": "billing"}),
         {"mode": "suggest", "threshold": "0.82", "reason": "too many wrong routes", "n": "500"},
     )
     assert response.status_code == 302
@@ -100,7 +100,7 @@ def test_an_admin_saving_on_the_page_is_in_the_audit_log(admin_client_ada, admin
 @pytest.mark.django_db
 def test_applying_suggested_thresholds_saves_the_ticked_teams(admin_client_ada, teams):
     response = admin_client_ada.post(
-        reverse("mlops:apply_thresholds"),
+        reverse("learning:apply_thresholds"),
         {
             "apply": ["billing", "orders"],
             "threshold_billing": "0.6",

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from mlops import tuning
+from learning import tuning
 
 TEAMS = ["a", "b", "c"]
 
@@ -258,7 +258,7 @@ def test_ece_is_the_same_number_model_evaluation_reports():
 
 
 def test_plots_are_labelled_svg_and_drawn_once_per_set_of_numbers():
-    from mlops import plots
+    from learning import plots
 
     rows, _ = random_outcomes()
     result = tuning.overall_reliability(tuning.Outcomes.from_rows(rows))

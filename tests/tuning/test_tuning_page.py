@@ -7,8 +7,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from mlops.reports import load_outcomes
-from mlops.tuning import confusion, overall_reliability, what_if
+from learning.reports import load_outcomes
+from learning.tuning import confusion, overall_reliability, what_if
 from triage.models import Team
 
 
@@ -19,7 +19,7 @@ def section(html: str, testid: str) -> str:
 @pytest.mark.django_db
 def test_the_page_shows_each_team_measured_at_its_saved_threshold(admin_client_ada, history):
     Team.objects.filter(slug="orders").update(mode="suggest", threshold=0.55)
-    html = admin_client_ada.get(reverse("mlops:tuning"), {"n": 0}).content.decode()
+    html = admin_client_ada.get(reverse("learning:tuning"), {"n": 0}).content.decode()
     outcomes = load_outcomes(last_n=0)
     table = section(html, "team-table").split("</table>")[0]
     for team in Team.objects.all():
@@ -38,7 +38,7 @@ def test_the_page_shows_each_team_measured_at_its_saved_threshold(admin_client_a
 
 @pytest.mark.django_db
 def test_every_plot_has_its_numbers_beside_it(admin_client_ada, history):
-    html = admin_client_ada.get(reverse("mlops:tuning"), {"n": 0, "team": "orders"}).content.decode()
+    html = admin_client_ada.get(reverse("learning:tuning"), {"n": 0, "team": "orders"}).content.decode()
     # PR curve (selected team), team reliability, overall reliability, confusion matrix
     assert html.count("<svg") == 4
     for testid in ("pr-table", "team-reliability", "overall-reliability", "confusion-table"):
@@ -53,17 +53,17 @@ def test_every_plot_has_its_numbers_beside_it(admin_client_ada, history):
 @pytest.mark.django_db
 def test_the_slider_starts_at_the_saved_threshold_and_asks_for_a_live_what_if(admin_client_ada, history):
     Team.objects.filter(slug="billing").update(threshold=0.65)
-    html = admin_client_ada.get(reverse("mlops:tuning"), {"team": "billing"}).content.decode()
+    html = admin_client_ada.get(reverse("learning:tuning"), {"team": "billing"}).content.decode()
     slider = html.split('id="threshold-range"')[1].split(">")[0]
     assert 'hx-trigger="input changed delay:150ms"' in slider
-    assert f'hx-get="{reverse("mlops:what_if")}"' in slider
+    assert f'hx-get="{reverse("learning:what_if")}"' in slider
     assert 'value="0.65"' in slider
     assert 'data-testid="whatif-threshold">0.650<' in html
 
 
 @pytest.mark.django_db
 def test_the_definitions_are_on_the_page(admin_client_ada, teams):
-    html = admin_client_ada.get(reverse("mlops:tuning")).content.decode()
+    html = admin_client_ada.get(reverse("learning:tuning")).content.decode()
     defs = html.split('id="definitions"')[1]
     for term in ("Routed at θ", "Precision", "Recall", "Coverage", "Wrong", "ECE", "target precision"):
         assert term in defs
@@ -71,7 +71,9 @@ def test_the_definitions_are_on_the_page(admin_client_ada, teams):
 
 @pytest.mark.django_db
 def test_suggestions_for_all_teams_are_listed_with_a_way_to_apply_them(admin_client_ada, history):
-    html = admin_client_ada.get(reverse("mlops:tuning"), {"n": 0, "target": "0.5", "min_support": "3"}).content.decode()
+    html = admin_client_ada.get(
+        reverse("learning:tuning"), {"n": 0, "target": "0.5", "min_support": "3"}
+    ).content.decode()
     suggestions = section(html, "suggestions")
     for slug in ("billing", "orders", "account", "returns"):
         assert f'data-team="{slug}"' in suggestions
@@ -81,7 +83,7 @@ def test_suggestions_for_all_teams_are_listed_with_a_way_to_apply_them(admin_cli
 @pytest.mark.django_db
 def test_the_suggest_endpoint_returns_a_fragment_to_htmx(admin_client_ada, history):
     response = admin_client_ada.get(
-        reverse("mlops:suggest_thresholds"), {"n": 0, "target": "0.6", "team": "orders"}, HTTP_HX_REQUEST="true"
+        reverse("learning:suggest_thresholds"), {"n": 0, "target": "0.6", "team": "orders"}, HTTP_HX_REQUEST="true"
     )
     html = response.content.decode()
     assert response.status_code == 200
@@ -90,5 +92,5 @@ def test_the_suggest_endpoint_returns_a_fragment_to_htmx(admin_client_ada, histo
 
 @pytest.mark.django_db
 def test_a_bad_window_falls_back_to_the_default_with_a_note(admin_client_ada, teams):
-    html = admin_client_ada.get(reverse("mlops:tuning"), {"n": "-3"}).content.decode()
+    html = admin_client_ada.get(reverse("learning:tuning"), {"n": "-3"}).content.decode()
     assert "showing the default window" in html

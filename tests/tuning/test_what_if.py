@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from mlops.reports import load_outcomes
+from learning.reports import load_outcomes
 from tests.tuning.builders import TEAM_SLUGS
 
 
@@ -40,7 +40,7 @@ def test_what_if_json_equals_a_direct_computation(admin_client_ada, history):
         for theta in (0.0, 0.4, 0.5, 0.62, 0.8, 1.0):
             for team in TEAM_SLUGS:
                 response = admin_client_ada.get(
-                    reverse("mlops:what_if"),
+                    reverse("learning:what_if"),
                     {"team": team, "threshold": theta, "n": n, "mode": "auto", "format": "json"},
                 )
                 assert response.status_code == 200
@@ -53,7 +53,7 @@ def test_what_if_json_equals_a_direct_computation(admin_client_ada, history):
 def test_what_if_for_one_model_version_uses_only_its_predictions(admin_client_ada, history):
     new = history.versions[1]
     response = admin_client_ada.get(
-        reverse("mlops:what_if"),
+        reverse("learning:what_if"),
         {"team": "billing", "threshold": 0.45, "n": 0, "version": new.pk, "format": "json"},
     )
     got = response.json()["what_if"]
@@ -65,7 +65,7 @@ def test_what_if_for_one_model_version_uses_only_its_predictions(admin_client_ad
 @pytest.mark.django_db
 def test_what_if_in_suggest_mode_auto_routes_nothing(admin_client_ada, history):
     response = admin_client_ada.get(
-        reverse("mlops:what_if"), {"team": "orders", "threshold": 0.3, "n": 0, "mode": "suggest", "format": "json"}
+        reverse("learning:what_if"), {"team": "orders", "threshold": 0.3, "n": 0, "mode": "suggest", "format": "json"}
     )
     got = response.json()["what_if"]
     assert got["auto_routed"] == 0 and got["routed"] > 0
@@ -97,7 +97,7 @@ def test_the_window_is_the_newest_tickets(history):
 
 @pytest.mark.django_db
 def test_the_html_fragment_shows_the_numbers_and_the_curve(admin_client_ada, history):
-    response = admin_client_ada.get(reverse("mlops:what_if"), {"team": "billing", "threshold": 0.5, "n": 0})
+    response = admin_client_ada.get(reverse("learning:what_if"), {"team": "billing", "threshold": 0.5, "n": 0})
     assert response.status_code == 200
     html = response.content.decode()
     expected = direct(history.window(0), "billing", 0.5, "auto")

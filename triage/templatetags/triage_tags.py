@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
 
 from django import template
@@ -52,14 +50,10 @@ def optional_url(name: str) -> str:
 
 @register.simple_tag
 def routing_status():
-    """What mlops says about routing right now (e.g. "NLI model unavailable, routing with embedding").
+    """What mlops says about routing right now (e.g. "NLI model unavailable, routing with embedding")."""
+    from mlops.health import routing_status as current_status
 
-    ``None`` while mlops provides no ``mlops.services.routing_status``; a broken mlops.services still fails.
-    """
-    if importlib.util.find_spec("mlops.services") is None:
-        return None
-    current_status = getattr(importlib.import_module("mlops.services"), "routing_status", None)
-    return current_status() if current_status is not None else None
+    return current_status()
 
 
 @register.filter

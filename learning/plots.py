@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
-from mlops.tuning import Confusion, CurvePoint, Reliability  # noqa: E402
+from learning.tuning import Confusion, CurvePoint, Reliability  # noqa: E402
 
 _RC = {
     "svg.fonttype": "none",

@@ -1,5 +1,5 @@
 """Forms of the tuning page and the reports: they parse and bound what admins type; writes go
-through ``mlops.tuning_services``."""
+through ``triage.team_services``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 
 from django import forms
 
+from learning.reports import DEFAULT_WINDOW, MAX_WINDOW, WINDOW_CHOICES
+from learning.tuning import DEFAULT_MIN_SUPPORT
 from mlops.models import ModelVersion
-from mlops.reports import DEFAULT_WINDOW, MAX_WINDOW, WINDOW_CHOICES
-from mlops.tuning import DEFAULT_MIN_SUPPORT
 from triage.models import Team, TeamChange
 
 

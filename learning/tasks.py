@@ -1,4 +1,4 @@
-"""Retraining tasks. Thin: the work is in ``mlops.training``; these claim rows and record outcomes.
+"""Retraining tasks. Thin: the work is in ``learning.training``; these claim rows and record outcomes.
 
 * ``train_model_task(version_id)`` — on the ``training`` queue (``CELERY_TASK_ROUTES``). Claims the
   run (queued → running) first, so a redelivered message does nothing while the run is alive; a run
@@ -19,8 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .inference.warm import WARMERS
-from .models import ModelVersion, TrainingRun
+from mlops.models import ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +67,9 @@ def reap_stale_runs() -> int:
     return failed
 
 
-@shared_task(name="mlops.tasks.train_model_task", acks_late=True)
+@shared_task(name="learning.tasks.train_model_task", acks_late=True)
 def train_model_task(version_id: int) -> str:
-    """Train model version ``version_id`` (queued by ``mlops.training.request_training``)."""
+    """Train model version ``version_id`` (queued by ``learning.training.request_training``)."""
     from .training import TrainingError, run_training
 
     claimed = TrainingRun.objects.filter(model_version_id=version_id, state=TrainingRun.State.QUEUED).update(
@@ -109,7 +108,7 @@ def train_model_task(version_id: int) -> str:
     return version.status
 
 
-@shared_task(name="mlops.tasks.check_retrain_trigger_task")
+@shared_task(name="learning.tasks.check_retrain_trigger_task")
 def check_retrain_trigger_task() -> str:
     """Beat: queue a training when every team has enough labels and enough new ones arrived."""
     from .training import TrainingInProgress, check_trigger, request_training
@@ -125,15 +124,3 @@ def check_retrain_trigger_task() -> str:
         return f"not now: {exc}"
     logger.info("retrain trigger fired (%s): queued %s", check.reason, version.version)
     return f"queued {version.version}"
-
-
-def warm_setfit_champion() -> None:
-    """Load the champion's SetFit model when a worker process starts, if the champion is one."""
-    champion = ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION, scorer="setfit").first()
-    if champion is not None and champion.artifact_path:
-        from .inference.setfit_scorer import scorer_for_version
-
-        scorer_for_version(champion)
-
-
-WARMERS.append(warm_setfit_champion)

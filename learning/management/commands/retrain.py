@@ -5,8 +5,8 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from learning.training import TrainingInProgress, check_trigger, request_training
 from mlops.models import ModelVersion, TrainingRun
-from mlops.training import TrainingInProgress, check_trigger, request_training
 
 FINAL = (TrainingRun.State.SUCCEEDED, TrainingRun.State.FAILED)
 
@@ -46,7 +46,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(f"training {version.version} {'started here' if inline else 'queued'}")
         if inline:
-            from mlops.tasks import train_model_task
+            from learning.tasks import train_model_task
 
             train_model_task.run(version.pk)
         elif wait:

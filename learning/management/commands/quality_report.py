@@ -7,8 +7,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from learning.reports import format_report, quality_report
 from mlops.models import ModelVersion
-from mlops.reports import format_report, quality_report
 
 
 class Command(BaseCommand):

@@ -241,10 +241,10 @@ class Command(BaseCommand):
     def _setfit(self, k, sample_t, sample_y, recipe, classes, test_t, test_y, seed) -> dict:
         from django.conf import settings
 
+        from learning.training import fit_for_training
         from mlops.inference.encoders import resolve_model_ref
         from mlops.inference.setfit_recipe import train_setfit
         from mlops.inference.setfit_scorer import SetFitScorer
-        from mlops.training import fit_for_training
 
         base = resolve_model_ref(settings.TRIAGE_EMBEDDER_MODEL)
         last = {"t": 0.0}
@@ -303,8 +303,8 @@ class Command(BaseCommand):
         return shots
 
     def _recipe(self, pairs: list[str]):
+        from learning.training import make_recipe
         from mlops.inference.setfit_recipe import SetFitRecipe
-        from mlops.training import make_recipe
 
         fields = {f.name: f for f in dataclasses.fields(SetFitRecipe)}
         overrides = {}

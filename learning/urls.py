@@ -1,18 +1,12 @@
-"""URLs under ``/models/`` (namespace ``mlops``).
-
-Each group of pages keeps its own list so that another module's pages (the model registry in
-``mlops/views_registry.py``) join by concatenation, e.g. ``urlpatterns = [*tuning_urls, *report_urls,
-*registry_urls]``, or with ``path("", include(...))``.
-"""
+"""URLs under ``/models/`` (namespace ``learning``): threshold tuning, quality reports, the model registry."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from . import views
-from .urls_registry import registry_urls
+from . import views, views_registry
 
-app_name = "mlops"
+app_name = "learning"
 
 tuning_urls = [
     path("tuning/", views.tuning_page, name="tuning"),
@@ -24,6 +18,14 @@ tuning_urls = [
 
 report_urls = [
     path("reports/", views.reports_page, name="reports"),
+]
+
+registry_urls = [
+    path("", views_registry.registry, name="models"),
+    path("retrain/", views_registry.retrain, name="retrain"),
+    path("runs/<int:pk>/", views_registry.run_progress, name="training_run"),
+    path("versions/<int:pk>/", views_registry.version_detail, name="model_version"),
+    path("versions/<int:pk>/rollback/", views_registry.rollback, name="rollback"),
 ]
 
 urlpatterns = [*tuning_urls, *report_urls, *registry_urls]

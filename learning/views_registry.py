@@ -1,9 +1,9 @@
 """The model registry page (``/models/``): versions, retraining with live progress, rollback.
 
 Admins only (``admin_required``: 403 for agents, the login page for anonymous visitors). Reads
-``ModelVersion`` and ``TrainingRun`` rows; writes only through ``mlops.training``
-(``request_training``, ``rollback_to``). The progress panel is polled by htmx every two seconds while
-a run is queued or running and asks for a page refresh when the run ends.
+``ModelVersion`` and ``TrainingRun`` rows; writes only through ``learning.training.request_training``
+and ``mlops.registry.promote_version`` (rollback). The progress panel is polled by htmx every two
+seconds while a run is queued or running and asks for a page refresh when the run ends.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from mlops.models import ModelVersion, TrainingRun
+from mlops.registry import SERVABLE, promote_version
 from triage.models import Team
 from triage.roles import admin_required
 
 from . import training
-from .models import ModelVersion, TrainingRun
 
 ACTIVE = (TrainingRun.State.QUEUED, TrainingRun.State.RUNNING)
 SHOWN_VERSIONS = 100
@@ -33,11 +34,11 @@ def registry(request: HttpRequest) -> HttpResponse:
         ]
     )
     for version in versions:
-        version.can_rollback = version.status in training.SERVABLE
+        version.can_rollback = version.status in SERVABLE
         version.label_total = sum((version.label_counts or {}).values())
     context = {
         "versions": versions,
-        "champion": training.current_champion(),
+        "champion": ModelVersion.objects.champion(),
         "run": training.active_run(),
         "trigger": training.check_trigger(),
         "settings": {
@@ -48,7 +49,7 @@ def registry(request: HttpRequest) -> HttpResponse:
         },
         "teams": Team.objects.filter(active=True).order_by("name"),
     }
-    return render(request, "mlops/registry.html", context)
+    return render(request, "learning/registry.html", context)
 
 
 @require_POST
@@ -62,7 +63,7 @@ def retrain(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Not queued, the training settings are wrong: {exc}")
     else:
         messages.success(request, f"Training {version.version} queued.")
-    return redirect("mlops:models")
+    return redirect("learning:models")
 
 
 @require_GET
@@ -70,7 +71,7 @@ def retrain(request: HttpRequest) -> HttpResponse:
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The live progress panel of one run (polled while it is queued or running)."""
     run = get_object_or_404(TrainingRun.objects.select_related("model_version"), pk=pk)
-    response = render(request, "mlops/registry_run.html", {"run": run, "active": run.state in ACTIVE})
+    response = render(request, "learning/registry_run.html", {"run": run, "active": run.state in ACTIVE})
     if request.GET.get("was") == "active" and run.state not in ACTIVE and request.htmx:
         response["HX-Refresh"] = "true"  # the versions table changed: reload the page once
     return response
@@ -101,9 +102,9 @@ def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "metrics": metrics,
         "rows": rows,
-        "can_rollback": version.status in training.SERVABLE,
+        "can_rollback": version.status in SERVABLE,
     }
-    return render(request, "mlops/registry_version.html", context)
+    return render(request, "learning/registry_version.html", context)
 
 
 @require_POST
@@ -111,9 +112,9 @@ def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def rollback(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=pk)
     try:
-        training.rollback_to(version, user=request.user)
+        promote_version(version, user=request.user, reason=f"rollback by {request.user}")
     except ValidationError as exc:
         messages.error(request, f"Cannot roll back: {' '.join(exc.messages)}")
     else:
         messages.success(request, f"{version.version} is the champion again; new tickets are routed by it.")
-    return redirect("mlops:models")
+    return redirect("learning:models")

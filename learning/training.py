@@ -11,7 +11,7 @@ The steps, each a function here so that the task, the ``retrain`` command and te
    ``TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM`` labels and ``TRIAGE_RETRAIN_MIN_NEW_LABELS`` labels arrived
    since the last training was requested.
 3. ``request_training`` — one ``ModelVersion`` (status training) and its ``TrainingRun`` (queued),
-   then ``mlops.tasks.train_model_task`` on the ``training`` queue once committed. At most one run
+   then ``learning.tasks.train_model_task`` on the ``training`` queue once committed. At most one run
    is queued or running at a time.
 4. ``run_training`` (in the worker) — stratified, stable split (``split_examples``: a ticket held
    out once stays held out; teams with fewer labels than the minimum are not trained on: they keep
@@ -22,7 +22,7 @@ The steps, each a function here so that the task, the ``retrain`` command and te
    otherwise the version is rejected with the reason. The champion is the current champion's scorer
    (zero-shot or an earlier SetFit version), or the configured zero-shot scorer when there is none.
 
-Thresholds fitted here are stored on the version as proposals, like ``mlops.services.calibrate_version``
+Thresholds fitted here are stored on the version as proposals, like ``learning.calibrate.calibrate_version``
 stores them for zero-shot versions: the temperature applies as soon as the version serves, the team
 thresholds (``Team.threshold``) stay what admins set on the tuning page.
 
@@ -45,20 +45,19 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
+from mlops.models import ModelVersion, TrainingRun
+from mlops.registry import promote_version
 from triage.importing import ImportReport, RowError
 from triage.models import Correction, Team, TeamChange, Ticket
 from triage.services import record_label
 
-from .models import ModelVersion, TrainingRun
-
 logger = logging.getLogger(__name__)
 
 SCORER = "setfit"
-TRAIN_TASK = "mlops.tasks.train_model_task"
 # Postgres advisory lock key that serialises "is a run queued? then queue one" across processes.
 _QUEUE_LOCK = 0x7E7A1_5E7F
 # Stored on TrainingRun.log; older lines are dropped so that a long run does not bloat the row.
@@ -114,7 +113,7 @@ def recipe_overrides() -> dict[str, Any]:
 
 def make_recipe(overrides: dict[str, Any] | None = None):
     """The ``SetFitRecipe`` with settings' overrides applied; unknown fields are refused."""
-    from .inference.setfit_recipe import SetFitRecipe
+    from mlops.inference.setfit_recipe import SetFitRecipe
 
     overrides = recipe_overrides() if overrides is None else overrides
     known = {f.name for f in dataclasses.fields(SetFitRecipe)}
@@ -353,7 +352,7 @@ def request_training(*, trigger: str, user=None, enqueue: bool = True) -> ModelV
     >>> version.training_run.state                                    # doctest: +SKIP
     'queued'
     """
-    from config.celery import app
+    from learning.tasks import train_model_task
 
     recipe = make_recipe()  # refuse a bad TRIAGE_SETFIT_RECIPE here, before anything is queued
     with transaction.atomic():
@@ -381,7 +380,7 @@ def request_training(*, trigger: str, user=None, enqueue: bool = True) -> ModelV
         TrainingRun.objects.create(model_version=version, progress={"stage": "queued"})
         version_id = version.pk
         if enqueue:
-            transaction.on_commit(lambda: app.send_task(TRAIN_TASK, args=[version_id], queue="training"))
+            transaction.on_commit(lambda: train_model_task.delay(version_id))
     logger.info("training %s requested (%s) by %s", version.version, trigger, user or "the system")
     return version
 
@@ -465,7 +464,7 @@ def evaluate(scorer, texts: Sequence[str], labels: Sequence[str], classes: Seque
 
 def scores_of(logits: np.ndarray, labels: Sequence[str], slugs: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1 and F1 per team of top-1 predictions (``mlops.calibration.classification_report``)."""
-    from .calibration import classification_report
+    from mlops.calibration import classification_report
 
     index = {slug: i for i, slug in enumerate(slugs)}
     y = np.array([index[label] for label in labels], dtype=np.int64)
@@ -482,12 +481,12 @@ def _public(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "logits"}
 
 
-def decide(challenger_f1: float, champion_f1: float, margin: float) -> tuple[bool, str]:
+def compare_challenger(challenger_f1: float, champion_f1: float, margin: float) -> tuple[bool, str]:
     """Promote only when the challenger's macro-F1 beats the champion's by at least ``margin``.
 
-    >>> decide(0.82, 0.70, 0.02)
+    >>> compare_challenger(0.82, 0.70, 0.02)
     (True, 'macro-F1 0.820 beats the champion’s 0.700 by 0.120 (margin 0.020)')
-    >>> decide(0.71, 0.70, 0.02)[0]
+    >>> compare_challenger(0.71, 0.70, 0.02)[0]
     False
     """
     gain = challenger_f1 - champion_f1
@@ -513,7 +512,7 @@ def calibrate(logits: np.ndarray, labels: Sequence[str], slugs: Sequence[str]) -
     ``ModelVersion``: thresholds for every team, the pooled fallback where a team has too few
     held-out tickets; like any version's, they are proposals an admin applies on the tuning page.
     """
-    from . import calibration as cal
+    from mlops import calibration as cal
 
     index = {s: i for i, s in enumerate(slugs)}
     y = np.array([index[label] for label in labels])
@@ -552,52 +551,6 @@ MIN_TEMPERATURE = 0.25
 def min_support_for(n_holdout: int) -> int:
     """Held-out tickets a team's threshold must rest on: 5, fewer for small held-out sets."""
     return max(2, min(5, n_holdout // 10))
-
-
-# --- 4d. Promotion and rollback ----------------------------------------------------------------------
-
-SERVABLE = (ModelVersion.Status.CANDIDATE, ModelVersion.Status.RETIRED, ModelVersion.Status.REJECTED)
-
-
-def current_champion() -> ModelVersion | None:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).first()
-
-
-def promote_version(version: ModelVersion, *, user=None, reason: str = "") -> ModelVersion:
-    """Make ``version`` the champion; the previous champion is retired. One transaction.
-
-    Used for promotion after training and for an admin's rollback to an earlier version. A version
-    that failed or is still training cannot be promoted; a trained one must still have its files.
-
-    >>> promote_version(ModelVersion.objects.get(version="setfit-2"), user=ada, reason="rollback")  # doctest: +SKIP
-    """
-    with transaction.atomic():
-        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        if locked.status == ModelVersion.Status.CHAMPION:
-            return locked
-        if locked.status not in SERVABLE:
-            raise ValidationError(f"{locked.version} is {locked.get_status_display().lower()}: it cannot serve")
-        if locked.scorer == SCORER and not (Path(locked.artifact_path) / "model_head.pkl").exists():
-            raise ValidationError(f"the files of {locked.version} are gone from {locked.artifact_path}")
-        previous = list(ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.CHAMPION))
-        # Retire first: the unique constraint allows one champion at any moment, even inside a transaction.
-        ModelVersion.objects.filter(pk__in=[p.pk for p in previous]).update(status=ModelVersion.Status.RETIRED)
-        locked.status = ModelVersion.Status.CHAMPION
-        locked.promoted_at = timezone.now()
-        locked.save(update_fields=["status", "promoted_at"])
-    logger.info(
-        "%s is the champion (was %s) by %s: %s",
-        locked.version,
-        ", ".join(p.version for p in previous) or "none",
-        user or "the system",
-        reason or "promotion",
-    )
-    return locked
-
-
-def rollback_to(version: ModelVersion, *, user) -> ModelVersion:
-    """An admin's rollback to an earlier version: it becomes the champion again."""
-    return promote_version(version, user=user, reason=f"rollback by {user}")
 
 
 # --- 4. The run itself (called by the worker) ---------------------------------------------------------
@@ -673,8 +626,8 @@ def champion_scorer(champion: ModelVersion | None):
     With no champion (or one that cannot load here), the configured zero-shot scorer stands in for it:
     that is what routes tickets when no trained model serves.
     """
-    from .inference.encoders import ModelUnavailable
-    from .inference.registry import get_zero_shot_scorer, scorer_for_version
+    from mlops.inference.encoders import ModelUnavailable
+    from mlops.inference.registry import get_zero_shot_scorer, scorer_for_version
 
     if champion is not None:
         try:
@@ -690,8 +643,8 @@ def run_training(version_id: int) -> ModelVersion:
 
     Raises on failure (the task records it); the champion is changed only by ``promote_version``.
     """
-    from .inference.setfit_recipe import train_setfit
-    from .inference.setfit_scorer import SetFitScorer, save_model
+    from mlops.inference.setfit_recipe import train_setfit
+    from mlops.inference.setfit_scorer import SetFitScorer, save_model
 
     version = ModelVersion.objects.select_related("training_run").get(pk=version_id)
     run = version.training_run
@@ -737,7 +690,7 @@ def run_training(version_id: int) -> ModelVersion:
     # The recipe recorded when the run was requested, so that a settings change cannot alter a queued run.
     recipe = make_recipe(version.config["recipe"]) if "recipe" in version.config else make_recipe()
 
-    from .inference.encoders import resolve_model_ref
+    from mlops.inference.encoders import resolve_model_ref
 
     base = resolve_model_ref(version.config.get("base_model") or settings.TRIAGE_EMBEDDER_MODEL)
     texts = fit_for_training(base, [e.text for e in split.train], recipe.max_length)
@@ -778,7 +731,7 @@ def run_training(version_id: int) -> ModelVersion:
     rec.stage("evaluating")
     holdout_texts = [e.text for e in split.holdout]
     holdout_labels = [e.label for e in split.holdout]
-    champion = current_champion()
+    champion = ModelVersion.objects.champion()
     baseline, baseline_name = champion_scorer(champion)
     # Untrained teams are scored by the configured zero-shot scorer, exactly as when this version serves.
     challenger = SetFitScorer(target, version=version.version)
@@ -814,7 +767,7 @@ def run_training(version_id: int) -> ModelVersion:
         threshold_details["fallback_threshold"],
     )
 
-    promote, reason = decide(new["macro_f1"], old["macro_f1"], margin)
+    promote, reason = compare_challenger(new["macro_f1"], old["macro_f1"], margin)
     metrics = {
         "decision": "promoted" if promote else "rejected",
         "reason": reason,
@@ -853,13 +806,13 @@ def run_training(version_id: int) -> ModelVersion:
 
 def fit_for_training(base_model_path: str, texts: list[str], max_length: int) -> list[str]:
     """Long tickets keep their head and tail within the model's window, as the scorer will read them."""
-    from .inference.scorers import TextFitter
+    from mlops.inference.scorers import TextFitter
 
     fitter = TextFitter.for_model_dir(base_model_path)
     return fitter.fit(texts, max(8, max_length - 2)) if fitter else texts
 
 
 def _training_device() -> str:
-    from .inference.encoders import resolve_device
+    from mlops.inference.encoders import resolve_device
 
     return resolve_device(settings.TRIAGE_INFERENCE_DEVICE)

@@ -1,8 +1,8 @@
 """Admin pages for routing thresholds (tuning, with a live what-if) and model-quality reports.
 
 Every view here is for admins only (``admin_required``: 403 for agents, the login page for
-anonymous visitors). Views parse input with ``mlops.forms``, read with ``mlops.reports``, compute
-with ``mlops.tuning``, draw with ``mlops.plots`` and write only through ``mlops.tuning_services``.
+anonymous visitors). Views parse input with ``learning.forms``, read with ``learning.reports``, compute
+with ``learning.tuning``, draw with ``learning.plots`` and write only through ``triage.team_services``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from triage.models import Team, TeamChange
 from triage.roles import admin_required
+from triage.team_services import set_routing_for_teams, set_team_routing
 
 from . import plots, tuning
 from .forms import ReportForm, TargetPrecisionForm, TeamRoutingForm, WhatIfForm, WindowForm
 from .reports import REPORT_COLUMNS, load_outcomes, quality_report
-from .tuning_services import set_routing_for_teams, set_team_routing
 
 AUDIT_ROWS = 25
 # Thresholds shown in the table beside each precision-recall curve (the saved and tried ones are added).
@@ -48,7 +48,7 @@ def _tuning_url(team: Team | None, n: int, version) -> str:
     query = QueryDict(_window_query(n, version), mutable=True)
     if team is not None:
         query["team"] = team.slug
-    return f"{reverse('mlops:tuning')}?{query.urlencode()}"
+    return f"{reverse('learning:tuning')}?{query.urlencode()}"
 
 
 def _point(w: tuning.WhatIf) -> tuning.CurvePoint:
@@ -157,7 +157,7 @@ def _page_context(
 @admin_required
 def tuning_page(request: HttpRequest) -> HttpResponse:
     suggest_form = TargetPrecisionForm(request.GET) if "target" in request.GET else None
-    return render(request, "mlops/tuning.html", _page_context(request.GET, suggest_form=suggest_form))
+    return render(request, "learning/tuning.html", _page_context(request.GET, suggest_form=suggest_form))
 
 
 @require_GET
@@ -173,7 +173,7 @@ def what_if(request: HttpRequest) -> HttpResponse:
         errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
         if _wants_json(request):
             return JsonResponse({"errors": errors}, status=400)
-        return render(request, "mlops/_what_if_error.html", {"errors": errors}, status=400)
+        return render(request, "learning/_what_if_error.html", {"errors": errors}, status=400)
     team = form.cleaned_data["team"]
     threshold = form.cleaned_data["threshold"]
     mode = form.cleaned_data["mode"] or team.mode
@@ -187,7 +187,7 @@ def what_if(request: HttpRequest) -> HttpResponse:
                 "window": {"n": n, "version": version.pk if version else None, "tickets": len(outcomes)},
             }
         )
-    return render(request, "mlops/_what_if.html", _what_if_context(outcomes, team, threshold, mode))
+    return render(request, "learning/_what_if.html", _what_if_context(outcomes, team, threshold, mode))
 
 
 @require_POST
@@ -221,7 +221,7 @@ def save_team_routing(request: HttpRequest, slug: str) -> HttpResponse:
     messages.error(request, f"{team.name}: not saved. " + " ".join(e for errs in form.errors.values() for e in errs))
     # The window the admin was looking at travels in the form's hidden fields.
     context = _page_context(request.POST, team=team, routing_form=form)
-    return render(request, "mlops/tuning.html", context, status=400)
+    return render(request, "learning/tuning.html", context, status=400)
 
 
 @require_GET
@@ -234,8 +234,8 @@ def suggest_thresholds(request: HttpRequest) -> HttpResponse:
         if _wants_json(request):
             return JsonResponse({"errors": errors}, status=400)
         if request.htmx:
-            return render(request, "mlops/_suggestions.html", {"errors": errors, "suggestions": None}, status=400)
-        return render(request, "mlops/tuning.html", _page_context(request.GET, suggest_form=form), status=400)
+            return render(request, "learning/_suggestions.html", {"errors": errors, "suggestions": None}, status=400)
+        return render(request, "learning/tuning.html", _page_context(request.GET, suggest_form=form), status=400)
     n, version = form.window()
     outcomes = load_outcomes(last_n=n, model_version=version)
     chosen = form.cleaned_data["team"]
@@ -252,10 +252,10 @@ def suggest_thresholds(request: HttpRequest) -> HttpResponse:
     if request.htmx:
         return render(
             request,
-            "mlops/_suggestions.html",
+            "learning/_suggestions.html",
             {"suggestions": rows, "window_query": _window_query(n, version), "suggest_form": form},
         )
-    return render(request, "mlops/tuning.html", _page_context(request.GET, suggest_form=form))
+    return render(request, "learning/tuning.html", _page_context(request.GET, suggest_form=form))
 
 
 @require_POST
@@ -319,4 +319,4 @@ def reports_page(request: HttpRequest) -> HttpResponse:
         if report["rows"]
         else None,
     }
-    return render(request, "mlops/reports.html", context)
+    return render(request, "learning/reports.html", context)

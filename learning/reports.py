@@ -21,8 +21,8 @@ from typing import Any
 from django.db.models import Subquery
 from django.utils import timezone
 
+from learning.tuning import DecisionRow, Outcomes, quality
 from mlops.models import ModelVersion
-from mlops.tuning import DecisionRow, Outcomes, quality
 from search.models import SuggestionFeedback
 from triage.models import Correction, Prediction
 

@@ -32,8 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--apply", action="store_true", help="write the proposed thresholds to the teams")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        from learning.calibrate import calibrate_version
         from mlops.models import ModelVersion
-        from mlops.services import calibrate_version
 
         if opts["target_precision"] is not None and not 0.0 < opts["target_precision"] <= 1.0:
             raise CommandError("--target-precision must be in (0, 1]")
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             if version is None:
                 raise CommandError(f"no model version with id {opts['model_version']}")
         else:
-            version = ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION).first()
+            version = ModelVersion.objects.champion()
             if version is None:
                 raise CommandError(
                     "there is no champion model version yet: route a ticket first, or pass --model-version"
@@ -76,8 +76,8 @@ class Command(BaseCommand):
             self.stdout.write("proposals stored on the version; run with --apply to set them on the teams")
 
     def apply(self, thresholds: dict[str, float]) -> None:
-        from mlops.tuning_services import set_routing_for_teams
         from triage.models import Team
+        from triage.team_services import set_routing_for_teams
 
         teams = {t.slug: t for t in Team.objects.filter(slug__in=thresholds)}
         try:

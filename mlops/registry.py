@@ -1,0 +1,186 @@
+"""The model registry: which version is the champion, which one serves, and the only way to promote one.
+
+* ``ModelVersion.objects.champion()`` — the champion row (``None`` when there is none yet);
+* ``serving_version()`` — the (ModelVersion, scorer) pair that routes a ticket now; creates the
+  zero-shot champion on first use (bootstrap) and records the scorer that really loaded;
+* ``promote_version()`` — makes a version the champion and retires the previous one, in one
+  transaction: after training, on an admin's rollback, and when a zero-shot configuration changes.
+
+None of these import torch or transformers; scorers load in ``mlops.inference`` when first needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mlops.health import report_scorer_health, requested_model_ref
+from mlops.inference.registry import ZERO_SHOT_SCORERS, ScorerChoice, resolve_scorer, scorer_for_version
+from mlops.inference.scorers import Scorer
+from mlops.inference.warm import WARMERS
+from mlops.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+# The scorer name of trained versions; their files must still be on disk for them to serve.
+TRAINED_SCORER = "setfit"
+# Versions that can (again) become the champion: not failed, not still training.
+SERVABLE = (ModelVersion.Status.CANDIDATE, ModelVersion.Status.RETIRED, ModelVersion.Status.REJECTED)
+
+
+# --- Promotion ------------------------------------------------------------------------------------
+def promote_version(version: ModelVersion, *, user=None, reason: str = "", trigger: str | None = None) -> ModelVersion:
+    """Make ``version`` the champion; the previous champion is retired. One transaction.
+
+    Used for promotion after training, for an admin's rollback to an earlier version and for a
+    zero-shot configuration that replaces another (``trigger`` is then stored on the version). A
+    version that failed or is still training cannot be promoted (``ValidationError``); a trained one
+    must still have its files. When another process promotes a first champion at the same moment,
+    theirs stands.
+
+    >>> promote_version(ModelVersion.objects.get(version="setfit-2"), user=ada, reason="rollback")  # doctest: +SKIP
+    """
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status == ModelVersion.Status.CHAMPION:
+            return locked
+        if locked.status not in SERVABLE:
+            raise ValidationError(f"{locked.version} is {locked.get_status_display().lower()}: it cannot serve")
+        if locked.scorer == TRAINED_SCORER and not (Path(locked.artifact_path) / "model_head.pkl").exists():
+            raise ValidationError(f"the files of {locked.version} are gone from {locked.artifact_path}")
+        previous = list(ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.CHAMPION))
+        # Retire first: the unique constraint allows one champion at any moment, even inside a transaction.
+        ModelVersion.objects.filter(pk__in=[p.pk for p in previous]).update(status=ModelVersion.Status.RETIRED)
+        locked.status = ModelVersion.Status.CHAMPION
+        locked.promoted_at = timezone.now()
+        fields = ["status", "promoted_at"]
+        if trigger is not None:
+            locked.trigger = trigger
+            fields.append("trigger")
+        try:
+            with transaction.atomic():
+                locked.save(update_fields=fields)
+        except IntegrityError:  # no champion was there to lock, and another process promoted one first
+            logger.info("another process promoted a champion first; keeping it")
+            locked.refresh_from_db()
+            return locked
+    logger.info(
+        "%s is the champion (was %s) by %s: %s",
+        locked.version,
+        ", ".join(p.version for p in previous) or "none",
+        user or "the system",
+        reason or "promotion",
+    )
+    return locked
+
+
+# --- Which version routes -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Serving:
+    """The version that routes now, its loaded scorer, and why it is not the configured one ("" if it is)."""
+
+    version: ModelVersion
+    scorer: Scorer
+    fallback_reason: str = ""
+
+
+def zero_shot_version_label(scorer: Scorer) -> str:
+    config_hash = getattr(scorer, "config_hash", "")
+    return f"{scorer.name}-{config_hash}" if config_hash else scorer.name
+
+
+def ensure_zero_shot_version(scorer: Scorer, *, promote: bool) -> ModelVersion:
+    """The ModelVersion row of a zero-shot scorer configuration, created on first use.
+
+    With ``promote``, it becomes the champion when there is none, or when the champion is an older
+    zero-shot configuration (the settings changed); a trained champion is never replaced here.
+    """
+    label = zero_shot_version_label(scorer)
+    version = ModelVersion.objects.filter(scorer=scorer.name, version=label).first()
+    if version is None:
+        try:
+            with transaction.atomic():
+                version = ModelVersion.objects.create(
+                    scorer=scorer.name,
+                    model_ref=scorer.model_ref[:500],
+                    version=label,
+                    config=scorer.describe(),
+                    trigger="bootstrap",
+                )
+        except IntegrityError:  # pragma: no cover - only a unique race on champion can raise here
+            version = ModelVersion.objects.get(scorer=scorer.name, version=label)
+    if promote and version.status != ModelVersion.Status.CHAMPION:
+        champion = ModelVersion.objects.champion()
+        if champion is None or champion.scorer in ZERO_SHOT_SCORERS:
+            trigger = "bootstrap" if champion is None else "settings"
+            version = promote_version(version, reason=f"zero-shot configuration ({trigger})", trigger=trigger)
+    return version
+
+
+def serving_version() -> Serving:
+    """The version and scorer that route a ticket now.
+
+    A trained champion (e.g. SetFit) routes when its scorer loads. Otherwise the routing setting
+    decides (``TRIAGE_ROUTING_SCORER``; ``auto``: NLI, else the best offline scorer) and the
+    version row of what really loaded is used, becoming the champion when there is none. Raises
+    ``ModelUnavailable`` when no scorer at all can load.
+    """
+    champion = ModelVersion.objects.champion()
+    reason = ""
+    if champion is not None and champion.scorer not in ZERO_SHOT_SCORERS:
+        from mlops.inference.encoders import ModelUnavailable
+
+        try:
+            return Serving(champion, scorer_for_version(champion))
+        except ModelUnavailable as exc:
+            reason = f"champion {champion} could not be loaded ({exc})"
+    choice = resolve_scorer()
+    version = ensure_zero_shot_version(choice.scorer, promote=not choice.degraded and not reason)
+    if champion is None and version.status != ModelVersion.Status.CHAMPION:
+        version = ensure_zero_shot_version(choice.scorer, promote=True)  # bootstrap: something must be champion
+    _report_once(choice, version)
+    return Serving(version, choice.scorer, "; ".join(r for r in (reason, choice.fallback_reason) if r))
+
+
+_reported: set[tuple] = set()
+
+
+def _report_once(choice: ScorerChoice, version: ModelVersion) -> None:
+    """Report this process's scorer the first time it routes with it (workers that skip warming too)."""
+    key = (choice.requested, requested_model_ref(choice.requested), choice.scorer.name, version.pk)
+    if key in _reported:
+        return
+    if choice.degraded:
+        logger.warning("%s", choice.message)
+    report_scorer_health(choice, version)
+    _reported.add(key)
+
+
+# --- Worker start ---------------------------------------------------------------------------------
+def warm_routing_scorer() -> None:
+    """Worker start: load the routing scorer, log which one routes, and report it (WARMERS entry)."""
+    from mlops.inference.registry import warm_routing_scorer as load
+
+    choice = load()
+    try:
+        version = ensure_zero_shot_version(choice.scorer, promote=False)
+        report_scorer_health(choice, version)
+    except Exception:  # the database may be migrating while a worker starts; routing reports later
+        logger.exception("could not record which routing scorer this worker loaded")
+
+
+def warm_trained_champion() -> None:
+    """Worker start: load the champion's SetFit model, if the champion is a trained one."""
+    champion = ModelVersion.objects.champion()
+    if champion is not None and champion.scorer == TRAINED_SCORER and champion.artifact_path:
+        from mlops.inference.setfit_scorer import scorer_for_version as load_trained
+
+        load_trained(champion)
+
+
+WARMERS.extend([warm_routing_scorer, warm_trained_champion])
