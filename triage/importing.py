@@ -1,6 +1,6 @@
 """Reading import files row by row with line numbers, and reporting bad rows precisely.
 
-Shared by the ticket importer here and the article importer in ``search``. An import validates
+Shared by the ticket importer here, the article importer in ``search`` and the label importer. An import validates
 every row first and writes inside one transaction, so a file is imported whole or not at all.
 """
 
@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
+
+# Longest CSV field read (Python's csv default). Each importer has its own, usually lower, limits per
+# field (a ticket body: 50,000); this one stops a runaway quoted field from swallowing the file.
+CSV_FIELD_MAX = 131_072
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def detect_format(path: Path) -> str:
 
 def iter_rows(data: bytes, fmt: str, errors: list[RowError]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, row)``; rows that cannot be parsed are added to ``errors`` instead."""
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data:
         raise ImportFileError("the file is binary (it contains NUL bytes), not CSV or JSONL text")
     if fmt == "jsonl":
         for number, raw in enumerate(data.splitlines(), start=1):
@@ -101,6 +105,9 @@ def iter_rows(data: bytes, fmt: str, errors: list[RowError]) -> Iterator[tuple[i
             except json.JSONDecodeError as exc:
                 errors.append(RowError(number, "row", f"invalid JSON: {exc.msg} at column {exc.colno}"))
                 continue
+            except RecursionError:
+                errors.append(RowError(number, "row", "invalid JSON: nested too deeply"))
+                continue
             if not isinstance(row, dict):
                 errors.append(RowError(number, "row", "each line must be a JSON object"))
                 continue
@@ -111,13 +118,44 @@ def iter_rows(data: bytes, fmt: str, errors: list[RowError]) -> Iterator[tuple[i
         except UnicodeDecodeError as exc:
             line = data[: exc.start].count(b"\n") + 1
             raise ImportFileError(f"line {line}: not valid UTF-8 (byte {exc.start}); save the file as UTF-8") from None
+        yield from csv_rows(text, errors)
+    else:
+        raise ImportFileError(f"unknown format {fmt!r}")
+
+
+def csv_rows(text: str, errors: list[RowError]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of CSV text; a field over ``CSV_FIELD_MAX`` characters is a row error that names it.
+
+    Python's reader stops the whole file at such a field (``_csv.Error``, no line, no report), so the
+    reader's own limit is lifted while this file is read and the fields are measured here instead.
+    """
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text)))
+    try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         if not reader.fieldnames:
             raise ImportFileError("the CSV file has no header row")
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # the reader resumes at the next line; the file fails as a whole anyway
+                errors.append(RowError(reader.line_num, "row", f"unreadable CSV: {exc}"))
+                continue
             if None in row:
                 errors.append(RowError(reader.line_num, "row", "more values than header columns"))
                 continue
+            oversized = [
+                RowError(
+                    reader.line_num, name, f"{len(value):,} characters; the most a CSV field holds is {CSV_FIELD_MAX:,}"
+                )
+                for name, value in row.items()
+                if value is not None and len(value) > CSV_FIELD_MAX
+            ]
+            if oversized:
+                errors.extend(oversized)
+                continue
             yield reader.line_num, row
-    else:
-        raise ImportFileError(f"unknown format {fmt!r}")
+    finally:
+        csv.field_size_limit(limit)

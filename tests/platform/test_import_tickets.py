@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -7,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from triage.importers import import_tickets
-from triage.importing import ImportFileError
+from triage.importing import CSV_FIELD_MAX, ImportFileError
 from triage.models import Correction, Team, Ticket
 from triage.services import create_ticket
 
@@ -89,3 +91,54 @@ def test_create_ticket_refuses_control_characters_and_unknown_fields_types(db):
 def test_a_ticket_without_subject_takes_its_first_line(db):
     ticket, created = create_ticket({"body": "  App crashes on start\nsince the update"}, route=False)
     assert created and ticket.subject == "App crashes on start"
+
+
+# --- Oversized CSV fields: Python's csv reader stops at 131,072 characters with a bare _csv.Error ----------
+
+
+def oversized_csv(tmp_path, header: str, rows: list[str]):
+    path = tmp_path / "import.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_csv_field_over_the_reader_limit_is_a_row_error_in_the_report_and_the_json(tmp_path, billing):
+    huge = "x" * (CSV_FIELD_MAX + 1)
+    path = oversized_csv(
+        tmp_path,
+        "external_id,subject,body",
+        ["t-1,fine,a real ticket", f"t-2,too big,{huge}", f't-3,quoted,"multi\nline {huge}"', "t-4,after,fine too"],
+    )
+    report_path = tmp_path / "report.json"
+    stderr = io.StringIO()
+    with pytest.raises(CommandError, match="2 bad row"):
+        call_command("import_tickets", str(path), "--no-route", "--json", str(report_path), stderr=stderr)
+    report = json.loads(report_path.read_text())
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(3, "body"), (5, "body")]
+    assert f"{CSV_FIELD_MAX + 1:,} characters" in report["errors"][0]["reason"]
+    assert f"line 3: body: {CSV_FIELD_MAX + 1:,} characters" in stderr.getvalue()
+    assert not Ticket.objects.exists()
+
+
+def test_a_ticket_body_under_the_reader_limit_but_over_the_ticket_limit_is_named(tmp_path, billing):
+    path = oversized_csv(tmp_path, "subject,body", ["long, " + "y" * 60_000])
+    report = import_tickets(path.read_bytes(), "csv", route=False)
+    assert [(e.line, e.field) for e in report.errors] == [(2, "body")]
+
+
+def test_the_label_importer_reports_an_oversized_csv_field_too(tmp_path, billing):
+    create_ticket({"external_id": "t-1", "body": "stored"}, route=False)
+    path = oversized_csv(tmp_path, "external_id,team", ["t-1,billing", "t-1," + "z" * (CSV_FIELD_MAX + 5)])
+    report_path = tmp_path / "labels.json"
+    with pytest.raises(CommandError, match="1 bad row"):
+        call_command("import_labels", str(path), "--json", str(report_path), stderr=io.StringIO())
+    errors = json.loads(report_path.read_text())["errors"]
+    assert [(e["line"], e["field"]) for e in errors] == [(3, "team")]
+    assert not Correction.objects.exists()
+
+
+def test_the_csv_reader_limit_is_restored_after_an_import(tmp_path, db):
+    before = csv.field_size_limit()
+    path = oversized_csv(tmp_path, "subject,body", ["s, " + "y" * (CSV_FIELD_MAX + 1)])
+    import_tickets(path.read_bytes(), "csv", route=False)
+    assert csv.field_size_limit() == before
