@@ -25,7 +25,10 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
 SPLITS = {"test": 20, "dev": 10, "stream": 40}
 PER_TEAM = sum(SPLITS.values())
+HELPFUL_PER_ARTICLE = 5
 HEADER = re.compile(r"^### (-|pw-\d{3}(?:,pw-\d{3})*)$")
+ARTICLE = re.compile(r"^=== (pw-\d{3}) \| ([a-z-]+)$", re.M)
+URL = "https://help.parcelwise.example/articles/{}"
 
 
 def _sha(text: str) -> str:
@@ -84,6 +87,43 @@ def load_tickets() -> list[dict]:
     return sorted(tickets, key=lambda t: t["id"])
 
 
+def load_articles() -> list[dict]:
+    """``src/articles.md``: each article after a ``=== <id> | <owning team>`` line, starting with ``# Title``."""
+    parts = ARTICLE.split((SRC / "articles.md").read_text(encoding="utf-8"))
+    articles = []
+    for article_id, team, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        body = body.strip()
+        if not body.startswith("# "):
+            raise SystemExit(f"{article_id}: the body must start with '# Title'")
+        title = body.splitlines()[0][2:].strip()
+        articles.append({"id": article_id, "title": title, "body": body, "url": URL.format(article_id), "team": team})
+    return articles
+
+
+def feedback_rows(tickets: list[dict]) -> list[str]:
+    """Helpful marks from the stream only: for each article, the first five stream tickets it answers
+    (in ``sha1("helpful/<id>")`` order), then the hand-judged "not helpful" marks of ``src/not_helpful.tsv``."""
+    stream = {t["id"]: t for t in tickets if t["split"] == "stream"}
+    articles = sorted({a for t in stream.values() for a in t["articles"]})
+    rows = []
+    for article in articles:
+        answered = sorted(
+            (t for t in stream.values() if article in t["articles"]), key=lambda t: _sha(f"helpful/{t['id']}")
+        )
+        rows += [f"{t['flat']}\t{article}\t1" for t in answered[:HELPFUL_PER_ARTICLE]]
+    for number, line in enumerate((SRC / "not_helpful.tsv").read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.startswith("pwt-"):
+            continue
+        ticket_id, article, _why = line.split("\t")
+        ticket = stream.get(ticket_id)
+        if ticket is None or article in ticket["articles"]:
+            raise SystemExit(
+                f"src/not_helpful.tsv:{number}: {ticket_id} is not a stream ticket, or {article} answers it"
+            )
+        rows.append(f"{ticket['flat']}\t{article}\t0")
+    return rows
+
+
 def write(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
@@ -91,6 +131,10 @@ def write(path: Path, lines: list[str]) -> None:
 def build(out: Path = HERE) -> list[dict]:
     """Write every derived file into ``out`` (the tests build into a scratch folder and compare)."""
     tickets = load_tickets()
+    if (SRC / "articles.md").exists():
+        write(out / "articles.jsonl", [json.dumps(a, ensure_ascii=False) for a in load_articles()])
+    if (SRC / "not_helpful.tsv").exists():
+        write(out / "feedback.tsv", ["text\tarticle_id\thelpful", *feedback_rows(tickets)])
     rows = [{k: t[k] for k in ("id", "split", "team", "articles", "text")} for t in tickets]
     write(out / "tickets.jsonl", [json.dumps(row, ensure_ascii=False) for row in rows])
     for split in SPLITS:

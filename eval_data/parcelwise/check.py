@@ -108,7 +108,7 @@ def main() -> int:
                 problems.append(f"feedback.tsv: unknown article {row[1]}")
             marks[row[2]] += 1
             per_article[row[1]] += row[2] == "1"
-        helpful = sorted(per_article.values())
+        helpful = sorted(n for n in per_article.values() if n)  # articles with helpful marks
         print(f"feedback: {dict(marks)} marks; helpful per article min {helpful[0]}, max {helpful[-1]}")
 
     for problem in problems:
