@@ -39,7 +39,13 @@ def main() -> int:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
-    from mlops.management.commands.evaluate_routing import read_descriptions, read_labeled_tsv
+    import importlib
+
+    from django.core.management import get_commands
+
+    # The readers of the routing command itself, wherever the app that owns it lives.
+    routing = importlib.import_module(f"{get_commands()['evaluate_routing']}.management.commands.evaluate_routing")
+    read_descriptions, read_labeled_tsv = routing.read_descriptions, routing.read_labeled_tsv
     from search.evaluation import load_kb, load_qrels, load_queries
 
     problems: list[str] = []
