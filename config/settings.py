@@ -190,6 +190,10 @@ TRIAGE_STUCK_AFTER_SECONDS = env_int("TRIAGE_STUCK_AFTER_SECONDS", 300, minimum=
 # --- Models and inference -------------------------------------------------------------------
 # Hub ids or local paths. Offline, the packaged models are the defaults (see mlops/inference).
 TRIAGE_NLI_MODEL = env_str("TRIAGE_NLI_MODEL", "cross-encoder/nli-deberta-v3-small")
+# Runtime and precision of the NLI router; auto: torch bfloat16 where the device computes it natively,
+# else a float32 ONNX export on onnxruntime (same scores); int8 only when it keeps the float32 ranking.
+TRIAGE_NLI_BACKEND = env_choice("TRIAGE_NLI_BACKEND", "auto", ("auto", "onnx", "torch"))
+TRIAGE_NLI_DTYPE = env_choice("TRIAGE_NLI_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16", "int8"))
 TRIAGE_EMBEDDER_MODEL = env_str("TRIAGE_EMBEDDER_MODEL", "packaged:all-MiniLM-L6-v2")
 TRIAGE_RERANKER_MODEL = env_str("TRIAGE_RERANKER_MODEL", "packaged:ms-marco-MiniLM-L-12-v2-int8")
 TRIAGE_RERANKER_BACKEND = env_choice("TRIAGE_RERANKER_BACKEND", "auto", ("auto", "onnx", "torch"))

@@ -171,37 +171,44 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _padded_batches(
-    encodings: list, batch_size: int, max_batch_tokens: int
+def padded_batches(
+    ids: list[list[int]],
+    type_ids: list[list[int]],
+    batch_size: int,
+    max_batch_tokens: int,
+    *,
+    pad_id: int = 0,
+    pad_type_id: int = 0,
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Length-sorted batches of tokenized pairs, each padded only to its own longest pair.
+    """Length-sorted batches of tokenized sequences, each padded only to its own longest sequence.
 
-    A batch holds at most ``batch_size`` pairs and ``max_batch_tokens`` padded tokens, so short
-    pairs travel in large batches and long ones in small batches (attention memory grows with the
-    square of the length). Yields the pairs' positions in the input and the model's inputs.
+    A batch holds at most ``batch_size`` sequences and ``max_batch_tokens`` padded tokens, so short
+    sequences travel in large batches and long ones in small batches (attention memory grows with the
+    square of the length). Yields the sequences' positions in the input and the model's inputs
+    (``input_ids``, ``attention_mask``, ``token_type_ids``; int64).
     """
-    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(lengths, kind="stable")
     start = 0
     while start < len(order):
         end = start + 1
         while (
             end < len(order)
             and end - start < batch_size
-            and (end - start + 1) * len(encodings[order[end]].ids) <= max_batch_tokens
+            and (end - start + 1) * lengths[order[end]] <= max_batch_tokens
         ):
             end += 1
         idx = order[start:end]
-        width = len(encodings[idx[-1]].ids)
-        ids = np.zeros((len(idx), width), dtype=np.int64)
+        width = int(lengths[idx[-1]])
+        input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
-        types = np.zeros((len(idx), width), dtype=np.int64)
+        types = np.full((len(idx), width), pad_type_id, dtype=np.int64)
         for row, i in enumerate(idx):
-            e = encodings[i]
-            n = len(e.ids)
-            ids[row, :n] = e.ids
-            mask[row, :n] = e.attention_mask
-            types[row, :n] = e.type_ids
-        yield idx, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            n = lengths[i]
+            input_ids[row, :n] = ids[i]
+            mask[row, :n] = 1
+            types[row, :n] = type_ids[i]
+        yield idx, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
         start = end
 
 
@@ -233,8 +240,6 @@ class CrossEncoderONNX:
     FLOAT_BATCH_TOKENS = 512
 
     def __init__(self, path: str, *, max_length: int = 512, threads: int | None = None, dtype: str = "float32") -> None:
-        import onnxruntime as ort
-
         model_file = Path(path) / "model.onnx"
         if not model_file.exists():
             raise ModelUnavailable(f"no model.onnx in {path}")
@@ -244,15 +249,11 @@ class CrossEncoderONNX:
         if dtype == "int8" and not quantized:
             raise ModelUnavailable(f"{model_file} is not a dynamic-int8 export: it runs in float32")
         self.tokenizer = _pair_tokenizer(path, max_length)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.dtype = dtype
         graph: str | bytes = str(model_file)
         if quantized and self.dtype == "float32":
             graph = float32_graph_from_dynamic_int8(model_file)
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(graph, threads=threads)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.max_length = max_length
         self.device = "cpu"
@@ -263,10 +264,23 @@ class CrossEncoderONNX:
         encodings = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
         scores = np.empty(len(pairs), dtype=np.float32)
         budget = batch_size * self.max_length if self.dtype == "int8" else self.FLOAT_BATCH_TOKENS
-        for idx, feed in _padded_batches(encodings, batch_size, max_batch_tokens=budget):
+        for idx, feed in padded_batches(
+            [e.ids for e in encodings], [e.type_ids for e in encodings], batch_size, max_batch_tokens=budget
+        ):
             logits = self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0]
             scores[idx] = np.asarray(logits, dtype=np.float32).reshape(len(idx), -1)[:, 0]
         return scores
+
+
+def onnx_session(graph: str | bytes, *, threads: int | None = None):
+    """An onnxruntime CPU session on a model file or serialized graph, with every graph optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 @functools.cache
@@ -476,7 +490,9 @@ class CrossEncoderDequantized:
         # ~2k tokens a batch: larger CPU batches gained nothing and long pairs' attention got slower.
         budget = 2048 if self.device == "cpu" else batch_size * self.max_length
         with torch.inference_mode():
-            for idx, feed in _padded_batches(encodings, batch_size, max_batch_tokens=budget):
+            for idx, feed in padded_batches(
+                [e.ids for e in encodings], [e.type_ids for e in encodings], batch_size, max_batch_tokens=budget
+            ):
                 inputs = {k: torch.from_numpy(v).to(self.device) for k, v in feed.items()}
                 logits = self.model(**inputs).logits
                 scores[idx] = logits.float().cpu().numpy().reshape(len(idx), -1)[:, 0]

@@ -17,6 +17,15 @@ Where the speed comes from: the ticket and each hypothesis are tokenized once (n
 pairs are assembled from the tokenizer's own special-token template, sorted by length and run in
 padded batches under ``torch.inference_mode()``. The pipeline runs one forward pass per pair.
 
+Precision per machine (``backend``/``dtype``, both ``auto`` by default): on a GPU, or a CPU that
+computes bfloat16 natively (AMX/AVX512-BF16), torch in bfloat16 (float16 on GPUs without it); on
+other CPUs onnxruntime on an ONNX export of the float32 model (exported once, cached on disk), which
+gives torch float32's scores to ~1e-6 and is faster on an AVX2 CPU (``bench/bench_routing.py``).
+``dtype="int8"`` quantizes that export dynamically and is used only when it keeps the float32
+ranking of a fixed probe set; otherwise the float32 export serves and a warning says why. The choice
+is part of ``version`` (``.../onnx-float32``) and its measured agreement with float32 is in
+``describe()["measured"]``, stored on the ModelVersion row.
+
 Texts beyond the model's length: the premise is cut to the room the hypothesis leaves, keeping its
 head and tail (``truncation="head_tail"``, the default; ``"head"`` keeps only the start, as the
 pipeline does). A hypothesis that alone does not fit raises ``InvalidInput``.
@@ -29,14 +38,19 @@ array([[0.93, 0.07]])
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .encoders import ModelUnavailable, _fingerprint, resolve_device
+from .encoders import ModelUnavailable, _fingerprint, onnx_session, padded_batches, resolve_device, resolve_dtype
 from .scorers import (
     DEFAULT_TEMPLATE,
     HEAD_FRACTION,
@@ -54,6 +68,26 @@ from .scorers import (
 logger = logging.getLogger(__name__)
 
 _HUGE = 1_000_000  # tokenizers without a limit report model_max_length as ~1e30
+BACKENDS = ("auto", "torch", "onnx")
+NLI_DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+ONNX_OPSET = 17
+# onnxruntime float32 on ~512-token batches: cache-sized activations, fastest on AVX2 (as for the reranker).
+ONNX_BATCH_TOKENS = 512
+# The fixed pairs on which a reduced precision is compared with float32 when the model loads.
+PROBE_TEXTS = (
+    "I was charged twice for my subscription this month, please refund one payment.",
+    "I cannot log in since I reset my password yesterday.",
+    "Where is my parcel? The order was due last week.",
+    "My card was declined at the shop although my balance is fine.",
+    "Please close my account and delete my data.",
+    "The invoice shows the wrong company address.",
+    "hello, the app crashes when I open the settings page",
+    "Can you help me change the e-mail address on my account?",
+)
+PROBE_HYPOTHESES = tuple(
+    f"This ticket is about {topic}."
+    for topic in ("billing", "sign-in", "delivery", "card payments", "privacy", "invoices", "bugs", "account settings")
+)
 _NOT_ENTAILMENT = {"not_entailment", "not entailment", "non_entailment", "non-entailment", "not-entailment"}
 
 
@@ -146,6 +180,8 @@ class NLIScorer(BaseScorer):
 
     ``template`` fills each class name into a hypothesis (default ``This ticket is about {}.``); a
     class's own ``hypothesis`` wins over it. ``batch_size`` pairs go through the model at a time.
+    ``backend``/``dtype`` (``auto``) choose the runtime per machine (module docstring); ONNX exports
+    are cached in ``cache_dir`` (default: a ``triage-onnx`` folder in the temporary directory).
     """
 
     name = "nli"
@@ -162,6 +198,9 @@ class NLIScorer(BaseScorer):
         head_fraction: float = HEAD_FRACTION,
         revision: str | None = None,
         local_files_only: bool | None = None,
+        backend: str = "auto",
+        dtype: str = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.template = validate_template(template)
         if truncation not in ("head_tail", "head"):
@@ -186,26 +225,80 @@ class NLIScorer(BaseScorer):
         except NLIConfigError as exc:
             raise NLIConfigError(f"NLI model {model_name_or_path!r} could not be loaded ({exc})") from None
         self.device = resolve_device(device)
-        self.model.to(self.device)
         self.model.eval()
+        self.config = self.model.config
         self.input_names = list(self.tokenizer.model_input_names)
         self.max_length = self._max_length(max_length)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.pad_type_id = int(getattr(self.tokenizer, "pad_token_type_id", 0) or 0)
         self._backend, self._template = self._fast_path()
-        commit = getattr(self.model.config, "_commit_hash", None)
-        path = getattr(self.model.config, "_name_or_path", model_name_or_path)
-        self.version = f"{model_name_or_path}@{commit[:12] if commit else _fingerprint(str(path))}"
+        commit = getattr(self.config, "_commit_hash", None)
+        path = getattr(self.config, "_name_or_path", model_name_or_path)
+        weights = commit[:12] if commit else _fingerprint(str(path))
         self._lock = threading.Lock()
+        self.session = None
+        self._onnx_inputs: set[str] = set()
+        self.runtime, self.dtype = choose_runtime(backend, dtype, self.device)
+        self.measured: dict[str, Any] = {}
+        self._load_runtime(weights, Path(cache_dir) if cache_dir else None)
+        # Backend and precision are part of the version, as for the cross-encoder: they move the scores.
+        self.version = f"{model_name_or_path}@{weights}/{self.runtime}-{self.dtype}"
 
     # --- set-up ---------------------------------------------------------------------------------
+    def _load_runtime(self, weights: str, cache_dir: Path | None) -> None:
+        """Put the chosen runtime in place and measure how far it is from float32 on the probe pairs."""
+        import torch
+
+        self.model.to(self.device)
+        if self.runtime == "torch" and self.dtype == "float32":
+            return
+        ids, types = self._encode_pairs(list(PROBE_TEXTS), list(PROBE_HYPOTHESES), _probe_classes())
+        reference = self._forward(ids, types)  # float32 torch, before anything changes
+        if self.runtime == "torch":
+            self.model.to(dtype=getattr(torch, self.dtype))
+        else:
+            exported = export_onnx(self.model, self.input_names, _cache_dir(cache_dir), weights)
+            graph: str | bytes = str(exported)
+            if self.dtype == "int8":
+                graph = quantize_int8(exported)
+            self._use_session(graph)
+            self.measured = {"agreement_with_float32": self._agreement(reference, ids, types)}
+            if self.dtype == "int8" and not self.measured["agreement_with_float32"]["same_ranking"]:
+                logger.warning(
+                    "int8 NLI model %s changes the float32 ranking of the probe pairs (%s); serving float32",
+                    self.model_ref,
+                    self.measured["agreement_with_float32"],
+                )
+                self.dtype = "float32"
+                self._use_session(str(exported))
+                self.measured = {"agreement_with_float32": self._agreement(reference, ids, types)}
+            self.model = None  # onnxruntime holds the weights now; do not keep a second copy
+            return
+        self.measured = {"agreement_with_float32": self._agreement(reference, ids, types)}
+
+    def _use_session(self, graph: str | bytes) -> None:
+        self.session = onnx_session(graph)
+        self._onnx_inputs = {i.name for i in self.session.get_inputs()}
+
+    def _agreement(self, reference: np.ndarray, ids: list[list[int]], types: list[list[int]]) -> dict[str, Any]:
+        """Largest probability difference and whether every probe ticket ranks the classes alike."""
+        shape = (len(PROBE_TEXTS), len(PROBE_HYPOTHESES), -1)
+        ref = softmax(reference.reshape(shape)[..., self.entailment_id], axis=1)
+        got = softmax(self._forward(ids, types).reshape(shape)[..., self.entailment_id], axis=1)
+        same = bool((np.argsort(-ref, axis=1, kind="stable") == np.argsort(-got, axis=1, kind="stable")).all())
+        return {
+            "probe_pairs": len(ids),
+            "max_abs_score_difference": float(f"{float(np.abs(ref - got).max()):.1e}"),
+            "same_ranking": same,
+        }
+
     def _max_length(self, requested: int | None) -> int:
         if requested:
             return requested
         limit = getattr(self.tokenizer, "model_max_length", None)
         if limit and limit < _HUGE:
             return int(limit)
-        return int(getattr(self.model.config, "max_position_embeddings", 512) or 512)
+        return int(getattr(self.config, "max_position_embeddings", 512) or 512)
 
     def _fast_path(self):
         """The Rust tokenizer and pair template, when assembling ids ourselves matches the tokenizer."""
@@ -241,6 +334,8 @@ class NLIScorer(BaseScorer):
             "contradiction_id": self.contradiction_id,
             "max_length": self.max_length,
             "truncation": self.truncation if self.truncation == "head" else f"head_tail({self.head_fraction})",
+            "runtime": f"{self.runtime}-{self.dtype}",
+            "measured": self.measured,
         }
 
     # --- scoring --------------------------------------------------------------------------------
@@ -250,7 +345,7 @@ class NLIScorer(BaseScorer):
         classes = validate_classes(classes)
         hypotheses = hypotheses_for(classes, self.template)
         if not texts:
-            return np.zeros((0, len(classes), self.model.config.num_labels), dtype=np.float32)
+            return np.zeros((0, len(classes), self.config.num_labels), dtype=np.float32)
         ids, types = self._encode_pairs(texts, hypotheses, classes)
         flat = self._forward(ids, types)
         return flat.reshape(len(texts), len(classes), -1)
@@ -316,29 +411,105 @@ class NLIScorer(BaseScorer):
     def _forward(self, ids: list[list[int]], types: list[list[int]]) -> np.ndarray:
         import torch
 
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(lengths, kind="stable")
-        out = np.empty((len(ids), self.model.config.num_labels), dtype=np.float32)
-        want_types = "token_type_ids" in self.input_names
+        out = np.empty((len(ids), self.config.num_labels), dtype=np.float32)
+        budget = ONNX_BATCH_TOKENS if self.session is not None else self.batch_size * self.max_length
+        batches = padded_batches(ids, types, self.batch_size, budget, pad_id=self.pad_id, pad_type_id=self.pad_type_id)
         with self._lock, torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                width = int(lengths[idx].max())
-                input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                type_ids = np.full((len(idx), width), self.pad_type_id, dtype=np.int64)
-                for row, i in enumerate(idx):
-                    n = lengths[i]
-                    input_ids[row, :n] = ids[i]
-                    mask[row, :n] = 1
-                    type_ids[row, :n] = types[i]
-                batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
-                if want_types:
-                    batch["token_type_ids"] = torch.from_numpy(type_ids)
-                batch = {k: v.to(self.device) for k, v in batch.items() if k in self.input_names}
-                logits = self.model(**batch).logits
-                out[idx] = logits.float().cpu().numpy()
+            for idx, feed in batches:
+                if self.session is not None:
+                    out[idx] = self.session.run(None, {k: v for k, v in feed.items() if k in self._onnx_inputs})[0]
+                    continue
+                batch = {k: torch.from_numpy(v).to(self.device) for k, v in feed.items() if k in self.input_names}
+                out[idx] = self.model(**batch).logits.float().cpu().numpy()
         return out
+
+
+def choose_runtime(backend: str, dtype: str, device: str) -> tuple[str, str]:
+    """(runtime, precision) for a device: see the module docstring.
+
+    >>> choose_runtime("torch", "float32", "cpu")
+    ('torch', 'float32')
+    >>> choose_runtime("auto", "int8", "cpu")
+    ('onnx', 'int8')
+    """
+    if backend not in BACKENDS:
+        raise ModelUnavailable(f"unknown NLI backend {backend!r} ({', '.join(BACKENDS)})")
+    if dtype not in NLI_DTYPES:
+        raise ModelUnavailable(f"unknown NLI dtype {dtype!r} ({', '.join(NLI_DTYPES)})")
+    on_cpu = device == "cpu"
+    if dtype == "int8" or backend == "onnx":
+        if not on_cpu or backend == "torch" or dtype not in ("int8", "float32", "auto"):
+            raise ModelUnavailable(f"the NLI onnx runtime runs float32 or int8 on the CPU, not {dtype} on {device}")
+        return "onnx", "int8" if dtype == "int8" else "float32"
+    resolved = resolve_dtype(dtype, device)
+    if backend == "auto" and on_cpu and resolved == "float32":
+        return "onnx", "float32"
+    return "torch", resolved
+
+
+def export_onnx(model, input_names: Sequence[str], cache_dir: Path, weights: str) -> Path:
+    """The model as a float32 ONNX graph with dynamic batch and length, exported once per weights.
+
+    The file is written under a temporary name and renamed, so processes that load at the same time
+    never read a half-written export.
+    """
+    import torch
+    import transformers
+
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in input_names]
+    key = hashlib.sha256(
+        f"{weights}|{names}|{torch.__version__}|{transformers.__version__}|{ONNX_OPSET}".encode()
+    ).hexdigest()[:16]
+    target = cache_dir / f"nli-{key}.onnx"
+    if target.exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    example = {n: torch.ones((2, 16), dtype=torch.long) for n in names}
+    if "token_type_ids" in example:
+        example["token_type_ids"].zero_()
+    axes = {n: {0: "batch", 1: "length"} for n in names}
+    fd, partial = tempfile.mkstemp(dir=cache_dir, suffix=".onnx.partial")
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # Tracer warnings name sizes taken as constants (head size, scale); the agreement check
+            # at load compares the export with float32 torch on pairs of other lengths.
+            warnings.simplefilter("ignore")
+            # The TorchScript exporter: the dynamo one needs onnxscript, which is not installed.
+            torch.onnx.export(
+                model,
+                (),
+                partial,
+                kwargs=example,
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes={**axes, "logits": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+def quantize_int8(exported: Path) -> bytes:
+    """The export with dynamically quantized int8 weights and activations (serialized)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "int8.onnx"
+        quantize_dynamic(str(exported), str(target), weight_type=QuantType.QInt8)
+        return target.read_bytes()
+
+
+def _cache_dir(cache_dir: Path | None) -> Path:
+    return cache_dir or Path(tempfile.gettempdir()) / "triage-onnx"
+
+
+def _probe_classes() -> list[ClassSpec]:
+    return [ClassSpec(f"probe-{i}", h) for i, h in enumerate(PROBE_HYPOTHESES)]
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

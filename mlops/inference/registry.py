@@ -60,7 +60,14 @@ def build_nli_scorer() -> Scorer:
     from .nli import NLIScorer
 
     s = _settings()
-    return NLIScorer(s.TRIAGE_NLI_MODEL, template=s.TRIAGE_HYPOTHESIS_TEMPLATE, device=s.TRIAGE_INFERENCE_DEVICE)
+    return NLIScorer(
+        s.TRIAGE_NLI_MODEL,
+        template=s.TRIAGE_HYPOTHESIS_TEMPLATE,
+        device=s.TRIAGE_INFERENCE_DEVICE,
+        backend=s.TRIAGE_NLI_BACKEND,
+        dtype=s.TRIAGE_NLI_DTYPE,
+        cache_dir=s.TRIAGE_ARTIFACTS_DIR / "onnx",
+    )
 
 
 def build_embedding_scorer() -> Scorer:
@@ -88,6 +95,7 @@ def _settings_key(name: str) -> tuple:
         SCORERS.get(name),
         s.TRIAGE_NLI_MODEL if name == "nli" else None,
         s.TRIAGE_HYPOTHESIS_TEMPLATE if name == "nli" else None,
+        (s.TRIAGE_NLI_BACKEND, s.TRIAGE_NLI_DTYPE) if name == "nli" else None,
         s.TRIAGE_EMBEDDER_MODEL,
         s.TRIAGE_RERANKER_MODEL,
         s.TRIAGE_INFERENCE_DEVICE,

@@ -257,7 +257,9 @@ class BaseScorer:
 
     @property
     def config_hash(self) -> str:
-        blob = json.dumps(self.describe(), sort_keys=True, default=str).encode()
+        # "measured" holds numbers measured at load (precision agreement): recorded, not identity.
+        settings = {k: v for k, v in self.describe().items() if k != "measured"}
+        blob = json.dumps(settings, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 

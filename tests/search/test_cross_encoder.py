@@ -86,7 +86,11 @@ def test_scores_do_not_depend_on_batching_or_order(float32):
 
 def test_batches_are_length_sorted_and_capped_in_tokens(float32):
     encodings = float32.impl.tokenizer.encode_batch([(QUERY, p * n) for n, p in enumerate(PASSAGES, start=1)])
-    batches = list(encoders._padded_batches(encodings, batch_size=4, max_batch_tokens=600))
+    batches = list(
+        encoders.padded_batches(
+            [e.ids for e in encodings], [e.type_ids for e in encodings], batch_size=4, max_batch_tokens=600
+        )
+    )
     seen = sorted(int(i) for idx, _ in batches for i in idx)
     assert seen == list(range(len(PASSAGES)))
     widths = [feed["input_ids"].shape[1] for _, feed in batches]
