@@ -150,7 +150,7 @@ class TicketDetailSerializer(TicketSerializer):
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, ticket) -> dict | None:
-        prediction = ticket.predictions.select_related("chosen_team", "model_version").order_by("-created_at").first()
+        prediction = ticket.predictions.select_related("chosen_team", "model_version").newest_first().first()
         return PredictionSerializer(prediction).data if prediction is not None else None
 
     @extend_schema_field(SuggestionSerializer(many=True))

@@ -114,7 +114,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         }.get(self.action, TicketSerializer)
 
     def get_queryset(self):
-        latest = Prediction.objects.filter(ticket=OuterRef("pk")).order_by("-created_at").values("decision")[:1]
+        latest = Prediction.objects.filter(ticket=OuterRef("pk")).newest_first().values("decision")[:1]
         return (
             Ticket.objects.select_related("team")
             .annotate(latest_decision=Subquery(latest))

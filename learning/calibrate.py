@@ -39,18 +39,6 @@ class LabeledRows:
         return len(self.labels)
 
 
-def latest_labels() -> dict[int, str]:
-    """Ticket id → team slug of its latest label (the latest label wins; earlier ones are history)."""
-    out: dict[int, str] = {}
-    for ticket_id, slug in (
-        Correction.objects.order_by("ticket_id", "-created_at", "-pk")
-        .distinct("ticket_id")
-        .values_list("ticket_id", "to_team_slug")
-    ):
-        out[ticket_id] = slug
-    return out
-
-
 def labeled_rows_from_predictions(version: ModelVersion, labels: dict[int, str]) -> LabeledRows:
     """Rows from the predictions ``version`` stored: log of its uncalibrated scores are its logits
     (up to a per-row constant, which a softmax ignores)."""
@@ -121,7 +109,7 @@ def calibrate_version(
     Raises ``ValueError`` when there are fewer than ``min_labels`` usable labels; nothing is stored then.
     """
     target = settings.TRIAGE_TARGET_PRECISION if target_precision is None else target_precision
-    labels = latest_labels()
+    labels = Correction.objects.slug_per_ticket()
     if rescore:
         serving = serving_version()
         if serving.version.pk != version.pk:

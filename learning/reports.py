@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Subquery
@@ -47,30 +46,20 @@ def _confidence(scores: dict[str, float], top: str, stored: float | None) -> flo
     return float(scores.get(top, 0.0))
 
 
-def latest_labels(ticket_ids: Iterable[int] | Subquery) -> dict[int, str]:
-    """ticket id → slug of its latest label."""
-    rows = (
-        Correction.objects.filter(ticket_id__in=ticket_ids)
-        .order_by("ticket_id", "-created_at", "-id")
-        .distinct("ticket_id")
-        .values_list("ticket_id", "to_team_slug")
-    )
-    return dict(rows)
-
-
 def load_outcomes(*, last_n: int | None = DEFAULT_WINDOW, model_version: ModelVersion | int | None = None) -> Outcomes:
     """The latest prediction of each of the last ``last_n`` tickets (all when 0 or None), with the
     ticket's latest label, newest ticket first."""
     predictions = Prediction.objects.all()
     if model_version is not None:
         predictions = predictions.filter(model_version=model_version)
-    latest = predictions.order_by("ticket_id", "-created_at", "-id").distinct("ticket_id").values("id")
+    latest = predictions.latest_per_ticket().values("id")
     rows_qs = Prediction.objects.filter(id__in=Subquery(latest)).order_by("-ticket__created_at", "-ticket_id")
     if last_n:
         rows_qs = rows_qs[:last_n]
     rows = list(rows_qs.values_list("ticket_id", "scores", "confidence", "chosen_team__slug"))
     # A window of every ticket would make a huge IN list: ask by subquery then.
-    labels = latest_labels([r[0] for r in rows] if last_n else Subquery(latest.values("ticket_id")))
+    ticket_ids = [r[0] for r in rows] if last_n else Subquery(latest.values("ticket_id"))
+    labels = Correction.objects.filter(ticket_id__in=ticket_ids).slug_per_ticket()
     tops = [top_team(scores or {}, chosen) for _, scores, _, chosen in rows]
     return Outcomes.from_rows(
         (
@@ -114,7 +103,7 @@ def quality_report(*, model_version: ModelVersion | int | None = None) -> dict[s
     if model_version is not None:
         predictions = predictions.filter(model_version=model_version)
     ticket_ids = Subquery(predictions.values("ticket_id"))
-    labels = latest_labels(ticket_ids)
+    labels = Correction.objects.filter(ticket_id__in=ticket_ids).slug_per_ticket()
     marks = _latest_marks(ticket_ids)
 
     groups: dict[tuple[int, str], list[DecisionRow]] = defaultdict(list)

@@ -184,12 +184,7 @@ def collect_labels(*, until=None, texts: bool = True) -> LabelSet:
     if until is not None:
         labels = labels.filter(created_at__lte=until)
     fields = ["pk", "ticket_id", "to_team_slug", "to_team"] + (["ticket__subject", "ticket__body"] if texts else [])
-    latest = (
-        labels.order_by("ticket_id", "-created_at", "-pk")
-        .distinct("ticket_id")
-        .select_related("to_team", *(["ticket"] if texts else []))
-        .only(*fields)
-    )
+    latest = labels.latest_per_ticket().select_related("to_team", *(["ticket"] if texts else [])).only(*fields)
     teams_by_slug = {t.slug: t for t in Team.objects.all()}
     renames: dict[str, str] | None = None
     out = LabelSet(examples=[])
@@ -260,8 +255,7 @@ def import_labels(data: bytes, fmt: str, *, agent=None) -> ImportReport:
         return report
     latest = dict(
         Correction.objects.filter(ticket__in=[t for t, _ in planned])
-        .order_by("ticket_id", "-created_at", "-pk")
-        .distinct("ticket_id")
+        .latest_per_ticket()
         .values_list("ticket_id", "to_team_id")
     )
     with transaction.atomic():

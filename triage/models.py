@@ -116,6 +116,36 @@ class Ticket(models.Model):
         return f"{self.subject}\n\n{self.body}".strip()
 
 
+# Newest first, ties (same timestamp) broken by id: "the latest" of a ticket is one row, always the same.
+NEWEST_FIRST = ("-created_at", "-id")
+
+
+class LatestQuerySet(models.QuerySet):
+    def latest(self, *fields):
+        """Django's ``latest()``, by creation time then id unless told otherwise (``DoesNotExist`` when empty)."""
+        return super().latest(*(fields or ("created_at", "id")))
+
+    def newest_first(self):
+        """Latest row first: ``.newest_first().first()`` is the latest or None; also for subqueries."""
+        return self.order_by(*NEWEST_FIRST)
+
+    def latest_per_ticket(self):
+        """Each ticket's latest row only (one per ticket, ordered by ticket id)."""
+        return self.order_by("ticket_id", *NEWEST_FIRST).distinct("ticket_id")
+
+
+class PredictionQuerySet(LatestQuerySet):
+    pass
+
+
+class CorrectionQuerySet(LatestQuerySet):
+    """A ticket's latest label is the one that counts; earlier ones are the audit trail."""
+
+    def slug_per_ticket(self) -> dict[int, str]:
+        """Ticket id → team slug of its latest label."""
+        return dict(self.latest_per_ticket().values_list("ticket_id", "to_team_slug"))
+
+
 class Prediction(models.Model):
     """One routing decision for a ticket by one model version. Never edited after it is stored."""
 
@@ -136,6 +166,8 @@ class Prediction(models.Model):
     decision = models.CharField(max_length=16, choices=Decision.choices)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = PredictionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -173,6 +205,8 @@ class Correction(models.Model):
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     source = models.CharField(max_length=16, default="dashboard", help_text="dashboard, api or import.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = CorrectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -80,7 +80,7 @@ class QueueParams:
 
 def with_latest_prediction(tickets: QuerySet[Ticket]) -> QuerySet[Ticket]:
     """Annotate each ticket with its latest routing decision's ``confidence`` and ``decision``."""
-    latest = Prediction.objects.filter(ticket=OuterRef("pk")).order_by("-created_at", "-pk")
+    latest = Prediction.objects.filter(ticket=OuterRef("pk")).newest_first()
     return tickets.annotate(
         confidence=Subquery(latest.values("confidence")[:1]),
         decision=Subquery(latest.values("decision")[:1]),

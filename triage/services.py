@@ -149,7 +149,7 @@ def record_label(
 
 # --- Routing labels ----------------------------------------------------------------------------------
 def _latest_prediction(ticket: Ticket):
-    return ticket.predictions.select_related("chosen_team", "model_version").order_by("-created_at", "-pk").first()
+    return ticket.predictions.select_related("chosen_team", "model_version").newest_first().first()
 
 
 def _route_to(ticket: Ticket, team: Team) -> None:

@@ -169,7 +169,7 @@ def _since(request: HttpRequest) -> datetime | None:
 
 
 def latest_prediction(ticket: Ticket) -> Prediction | None:
-    return ticket.predictions.select_related("model_version", "chosen_team").order_by("-created_at", "-pk").first()
+    return ticket.predictions.select_related("model_version", "chosen_team").newest_first().first()
 
 
 def _decision_context(ticket: Ticket) -> dict:

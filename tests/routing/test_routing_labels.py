@@ -104,9 +104,7 @@ def test_an_inactive_team_is_refused(teams, agent_alice):
 
 
 def test_the_latest_label_is_what_calibration_reads(teams, agent_alice):
-    from learning.calibrate import latest_labels
-
     ticket, _ = decided(teams, Prediction.Decision.SUGGESTED, "billing", Ticket.Status.NEEDS_TRIAGE)
     accept_routing(ticket, agent=agent_alice)
     correct_routing(ticket, teams["delivery"], agent=agent_alice)
-    assert latest_labels() == {ticket.pk: "delivery"}
+    assert Correction.objects.slug_per_ticket() == {ticket.pk: "delivery"}
