@@ -7,6 +7,7 @@ Every variable is listed with its meaning in ``.env.example``. With no ``DATABAS
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_json_object(name: str) -> dict:
+    """A JSON object (``{}`` when unset or blank)."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 # --- Core -----------------------------------------------------------------------------------
@@ -206,7 +221,7 @@ TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket 
 TRIAGE_TARGET_PRECISION = env_float("TRIAGE_TARGET_PRECISION", 0.9, lo=0.0, hi=1.0)
 TRIAGE_ARTIFACTS_DIR = Path(env_str("TRIAGE_ARTIFACTS_DIR", str(BASE_DIR / "artifacts")) or "artifacts")
 
-# --- Retraining (mlops/training.py) ---------------------------------------------------------
+# --- Retraining (learning/) -----------------------------------------------------------------
 # The trigger fires when every active team has MIN_LABELS_PER_TEAM labels and MIN_NEW_LABELS arrived
 # since the last training; beat checks every RETRAIN_CHECK_SECONDS. A challenger is promoted when its
 # held-out macro-F1 beats the champion's by PROMOTION_MARGIN. SETFIT_RECIPE: JSON SetFitRecipe overrides.
@@ -216,7 +231,7 @@ TRIAGE_PROMOTION_MARGIN = env_float("TRIAGE_PROMOTION_MARGIN", 0.02, lo=0.0, hi=
 TRIAGE_RETRAIN_HOLDOUT = env_float("TRIAGE_RETRAIN_HOLDOUT", 0.25, lo=0.05, hi=0.5)
 TRIAGE_RETRAIN_CHECK_SECONDS = env_int("TRIAGE_RETRAIN_CHECK_SECONDS", 600, minimum=5)
 TRIAGE_TRAINING_STALE_SECONDS = env_int("TRIAGE_TRAINING_STALE_SECONDS", 900, minimum=30)
-TRIAGE_SETFIT_RECIPE = env_str("TRIAGE_SETFIT_RECIPE", "")
+TRIAGE_SETFIT_RECIPE = env_json_object("TRIAGE_SETFIT_RECIPE")  # field names are checked by learning.recipe
 CELERY_BEAT_SCHEDULE["check-retrain-trigger"] = {
     "task": "learning.tasks.check_retrain_trigger_task",
     "schedule": TRIAGE_RETRAIN_CHECK_SECONDS,

@@ -15,14 +15,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from mlops.calibration import choose_thresholds, evaluate_thresholds, fit_temperature, pad_ragged, softmax
+from mlops.calibration import (
+    MIN_CALIBRATION_LABELS,
+    MIN_THRESHOLD_SUPPORT,
+    accuracy,
+    evaluate_thresholds,
+    fit_calibration,
+)
 from mlops.inference.scorers import Scorer
 from mlops.models import ModelVersion
 from mlops.registry import serving_version
 from triage.models import Correction, Prediction, Ticket
 from triage.routing import routable_teams, team_classes
-
-MIN_CALIBRATION_LABELS = 20
 
 
 @dataclass
@@ -94,7 +98,7 @@ def calibrate_version(
     *,
     target_precision: float | None = None,
     mode: str = "precision",
-    min_support: int = 5,
+    min_support: int = MIN_THRESHOLD_SUPPORT,
     rescore: bool = False,
     min_labels: int = MIN_CALIBRATION_LABELS,
 ) -> CalibrationResult:
@@ -105,7 +109,7 @@ def calibrate_version(
     covers imported labeled tickets it never routed. The zero-shot version never saw these labels, so
     they serve as its validation split: one temperature, then per-team thresholds on the calibrated
     scores. Stores ``calibration``, ``thresholds`` and ``metrics["calibration"]`` on the version;
-    team thresholds are only proposals until applied (``triage.services.update_team_routing``).
+    team thresholds are only proposals until applied (``calibrate_routing --apply``, the tuning page).
     Raises ``ValueError`` when there are fewer than ``min_labels`` usable labels; nothing is stored then.
     """
     target = settings.TRIAGE_TARGET_PRECISION if target_precision is None else target_precision
@@ -122,35 +126,32 @@ def calibrate_version(
             f"only {len(rows)} labeled tickets have scores from {version} ({rows.skipped} skipped); "
             f"need at least {min_labels} (route more tickets, or use --rescore to score labeled ones)"
         )
-    logits = pad_ragged(rows.logits)
-    y = np.array(rows.labels)
-    fit = fit_temperature(logits, y)
-    probs = softmax(logits, fit.temperature)
-    # Thresholds per team slug over the union of slugs: map each row's columns to global slugs.
+    # One column per team slug over the union of the rows' slugs; a team a row was not scored on is
+    # -inf there (probability 0), so the fit is the same as on each row's own teams.
     all_slugs = sorted({s for slugs in rows.slugs for s in slugs})
     index = {s: i for i, s in enumerate(all_slugs)}
-    global_probs = np.zeros((len(rows), len(all_slugs)))
-    global_labels = np.empty(len(rows), dtype=np.int64)
+    logits = np.full((len(rows), len(all_slugs)), -np.inf)
+    y = np.empty(len(rows), dtype=np.int64)
     for r, slugs in enumerate(rows.slugs):
-        for c, slug in enumerate(slugs):
-            global_probs[r, index[slug]] = probs[r, c]
-        global_labels[r] = index[slugs[rows.labels[r]]]
-    thresholds = choose_thresholds(
-        global_probs, global_labels, all_slugs, target_precision=target, mode=mode, min_support=min_support
+        logits[r, [index[slug] for slug in slugs]] = rows.logits[r]
+        y[r] = index[slugs[rows.labels[r]]]
+    fitted = fit_calibration(
+        logits, y, all_slugs, target_precision=target, mode=mode, min_support=min_support, min_labels=min_labels
     )
+    thresholds = fitted.thresholds
     proposal = {slug: round(thresholds.for_class(slug), 4) for slug in all_slugs}
     calibration = {
-        **fit.as_dict(),
+        **fitted.as_dict(),
         "fitted_at": timezone.now().isoformat(),
         "source": "rescore" if rescore else "predictions",
     }
-    outcome = evaluate_thresholds(global_probs, global_labels, all_slugs, thresholds)
+    outcome = evaluate_thresholds(fitted.probabilities, y, all_slugs, thresholds)
     details = {
         "n": len(rows),
         "skipped": rows.skipped,
-        "accuracy": float((global_probs.argmax(1) == global_labels).mean()),
-        "ece_raw": fit.ece_before,
-        "ece_calibrated": fit.ece_after,
+        "accuracy": accuracy(y, fitted.probabilities.argmax(1)),
+        "ece_raw": fitted.fit.ece_before,
+        "ece_calibrated": fitted.ece_after,
         "threshold_mode": mode,
         "target_precision": target,
         "fallback_threshold": thresholds.fallback,

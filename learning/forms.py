@@ -8,7 +8,7 @@ import math
 from django import forms
 
 from learning.reports import DEFAULT_WINDOW, MAX_WINDOW, WINDOW_CHOICES
-from learning.tuning import DEFAULT_MIN_SUPPORT
+from mlops.calibration import MIN_THRESHOLD_SUPPORT
 from mlops.models import ModelVersion
 from triage.models import Team, TeamChange
 
@@ -109,7 +109,7 @@ class TargetPrecisionForm(WindowForm):
         label="Minimum labeled tickets",
         min_value=1,
         max_value=100_000,
-        initial=DEFAULT_MIN_SUPPORT,
+        initial=MIN_THRESHOLD_SUPPORT,
         required=False,
         help_text="Routed tickets with a label a precision must be measured on to count.",
     )
@@ -123,7 +123,7 @@ class TargetPrecisionForm(WindowForm):
 
     def clean_min_support(self) -> int:
         value = self.cleaned_data.get("min_support")
-        return DEFAULT_MIN_SUPPORT if value is None else value
+        return MIN_THRESHOLD_SUPPORT if value is None else value
 
     def clean_team(self) -> Team | None:
         slug = self.cleaned_data.get("team")

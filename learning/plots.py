@@ -20,7 +20,8 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
-from learning.tuning import Confusion, CurvePoint, Reliability  # noqa: E402
+from learning.quality import Confusion, Reliability  # noqa: E402
+from learning.tuning import CurvePoint  # noqa: E402
 
 _RC = {
     "svg.fonttype": "none",

@@ -1,5 +1,5 @@
 """Read recorded predictions, labels and suggestion marks out of the database for the tuning page
-and the model-quality reports. The numbers themselves are computed in ``mlops/tuning.py``.
+and the model-quality reports. The numbers are computed in ``learning/tuning.py`` and ``learning/quality.py``.
 
 Which rows count:
 
@@ -20,7 +20,8 @@ from typing import Any
 from django.db.models import Subquery
 from django.utils import timezone
 
-from learning.tuning import DecisionRow, Outcomes, quality
+from learning.quality import DecisionRow, quality
+from learning.tuning import Outcomes
 from mlops.models import ModelVersion
 from search.models import SuggestionFeedback
 from triage.models import Correction, Prediction

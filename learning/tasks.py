@@ -1,4 +1,5 @@
-"""Retraining tasks. Thin: the work is in ``learning.training``; these claim rows and record outcomes.
+"""Retraining tasks. Thin: the work is in ``learning.retraining`` and ``learning.trigger``; these claim
+rows and record outcomes (``learning.recording``).
 
 * ``train_model_task(version_id)`` — on the ``training`` queue (``CELERY_TASK_ROUTES``). Claims the
   run (queued → running) first, so a redelivered message does nothing while the run is alive; a run
@@ -11,66 +12,21 @@ from __future__ import annotations
 
 import logging
 import traceback
-from datetime import timedelta
 
 from celery import shared_task
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from mlops.models import ModelVersion, TrainingRun
+from mlops.models import TrainingRun
+
+from .recording import fail_run, heartbeat, reap_stale_runs, stale_after
 
 logger = logging.getLogger(__name__)
 
 
-def stale_after() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "TRIAGE_TRAINING_STALE_SECONDS", 900)))
-
-
-def _heartbeat(run: TrainingRun):
-    beat = parse_datetime(str((run.progress or {}).get("heartbeat") or ""))
-    return beat or run.started_at or run.created_at
-
-
-def fail_run(run_id: int, error: str, *, log: str = "") -> bool:
-    """Mark a run and its version failed with ``error``; the champion is not touched. False if already final."""
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().select_related("model_version").get(pk=run_id)
-        if run.state in (TrainingRun.State.SUCCEEDED, TrainingRun.State.FAILED):
-            return False
-        run.state = TrainingRun.State.FAILED
-        run.error = error
-        run.finished_at = timezone.now()
-        run.progress = {**(run.progress or {}), "stage": "failed"}
-        if log:
-            run.log = (run.log + "\n" + log).strip()[-20_000:]
-        run.save(update_fields=["state", "error", "finished_at", "progress", "log"])
-        ModelVersion.objects.filter(pk=run.model_version_id).exclude(status=ModelVersion.Status.CHAMPION).update(
-            status=ModelVersion.Status.FAILED, error=error
-        )
-    logger.error("training %s failed: %s", run.model_version.version, error)
-    return True
-
-
-def reap_stale_runs() -> int:
-    """Fail running runs whose heartbeat is older than ``TRIAGE_TRAINING_STALE_SECONDS``."""
-    limit = timezone.now() - stale_after()
-    failed = 0
-    for run in TrainingRun.objects.filter(state=TrainingRun.State.RUNNING):
-        if _heartbeat(run) < limit:
-            failed += fail_run(
-                run.pk,
-                f"the training worker stopped reporting progress for over {int(stale_after().total_seconds())} s "
-                "(killed, e.g. out of memory, or restarted); press Retrain to try again",
-            )
-    return failed
-
-
 @shared_task(name="learning.tasks.train_model_task", acks_late=True)
 def train_model_task(version_id: int) -> str:
-    """Train model version ``version_id`` (queued by ``learning.training.request_training``)."""
-    from .training import TrainingError, run_training
+    """Train model version ``version_id`` (queued by ``learning.trigger.request_training``)."""
+    from .retraining import TrainingError, run_training
 
     claimed = TrainingRun.objects.filter(model_version_id=version_id, state=TrainingRun.State.QUEUED).update(
         state=TrainingRun.State.RUNNING, started_at=timezone.now(), progress={"stage": "starting"}
@@ -79,7 +35,7 @@ def train_model_task(version_id: int) -> str:
         run = TrainingRun.objects.filter(model_version_id=version_id).first()
         if run is None:
             return "no such run"
-        if run.state == TrainingRun.State.RUNNING and _heartbeat(run) < timezone.now() - stale_after():
+        if run.state == TrainingRun.State.RUNNING and heartbeat(run) < timezone.now() - stale_after():
             fail_run(run.pk, "the training worker died during this run (redelivered after it stopped)")
             return "failed: stale"
         return f"already {run.state}"
@@ -111,7 +67,7 @@ def train_model_task(version_id: int) -> str:
 @shared_task(name="learning.tasks.check_retrain_trigger_task")
 def check_retrain_trigger_task() -> str:
     """Beat: queue a training when every team has enough labels and enough new ones arrived."""
-    from .training import TrainingInProgress, check_trigger, request_training
+    from .trigger import TrainingInProgress, check_trigger, request_training
 
     reap_stale_runs()
     check = check_trigger()

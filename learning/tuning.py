@@ -23,17 +23,14 @@ Undefined ratios (0/0) are ``None``, never 0, so that "no data" never reads as "
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import numpy as np
 
-# The binning of mlops.calibration.expected_calibration_error, so that "ECE" means one thing on every page.
-DEFAULT_BINS = 15
-DEFAULT_MIN_SUPPORT = 10
-# Decisions that leave a ticket for a person to route (docs/architecture.md glossary: "needs triage").
-NEEDS_TRIAGE_DECISIONS = frozenset({"suggested", "abstained"})
+from mlops import calibration
+from mlops.calibration import MIN_THRESHOLD_SUPPORT
 
 
 @dataclass(frozen=True)
@@ -255,13 +252,14 @@ class Suggestion:
 
 
 def suggest_threshold(
-    outcomes: Outcomes, team: str, target: float, min_support: int = DEFAULT_MIN_SUPPORT
+    outcomes: Outcomes, team: str, target: float, min_support: int = MIN_THRESHOLD_SUPPORT
 ) -> Suggestion:
     """The smallest threshold whose precision for ``team`` is at least ``target``, measured on at
     least ``min_support`` labeled routed tickets.
 
-    Precision is not monotonic in the threshold, so every candidate (each distinct confidence of a
-    labeled predicted-``team`` ticket) is checked from the lowest up; the first that qualifies wins.
+    The choice is ``mlops.calibration.best_threshold``'s (the one threshold chooser) on the labeled
+    predicted-``team`` tickets; unlabeled ones only count for coverage. Precision is not monotonic in
+    the threshold, so every distinct confidence is a candidate and the lowest that qualifies wins.
 
     >>> o = Outcomes.from_rows([(1, "a", 0.9, "a"), (2, "a", 0.8, "b"), (3, "a", 0.7, "a")])
     >>> suggest_threshold(o, "a", 0.95, min_support=1).threshold
@@ -298,20 +296,23 @@ def suggest_threshold(
             message=f"Team {team!r} has only {most} labeled predictions in this window; at least "
             f"{min_support} are needed to trust a precision.",
         )
-    for p in supported:
-        if p.precision is not None and p.precision >= target:
-            return Suggestion(
-                **base,
-                threshold=p.threshold,
-                precision=p.precision,
-                recall=p.recall,
-                coverage=p.coverage,
-                support=p.routed_labeled,
-                best_precision=p.precision,
-                best_threshold=p.threshold,
-                message=f"θ = {p.threshold:.3f} reaches precision {p.precision:.3f} "
-                f"on {p.routed_labeled} labeled tickets.",
-            )
+    mine = (outcomes.top == team) & outcomes.labeled
+    chosen = calibration.best_threshold(
+        outcomes.confidence[mine], outcomes.labeled_as(team)[mine], 0, target, "precision", min_support
+    )
+    if chosen is not None:
+        p = next(p for p in supported if p.threshold == chosen[0])
+        return Suggestion(
+            **base,
+            threshold=p.threshold,
+            precision=p.precision,
+            recall=p.recall,
+            coverage=p.coverage,
+            support=p.routed_labeled,
+            best_precision=p.precision,
+            best_threshold=p.threshold,
+            message=f"θ = {p.threshold:.3f} reaches precision {p.precision:.3f} on {p.routed_labeled} labeled tickets.",
+        )
     # Highest precision; on a tie the lowest threshold (it routes more).
     best = max(supported, key=lambda p: (p.precision or 0.0, -p.threshold))
     return Suggestion(
@@ -326,228 +327,4 @@ def suggest_threshold(
         message=f"No threshold reaches precision {target:.3f} for team {team!r} with at least {min_support} "
         f"labeled tickets (best is {best.precision:.3f} at θ = {best.threshold:.3f}, "
         f"on {best.routed_labeled} labeled tickets).",
-    )
-
-
-# --- Calibration ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReliabilityBin:
-    lower: float
-    upper: float
-    count: int
-    mean_confidence: float | None
-    accuracy: float | None
-
-    @property
-    def gap(self) -> float | None:
-        if self.count == 0 or self.mean_confidence is None or self.accuracy is None:
-            return None
-        return abs(self.accuracy - self.mean_confidence)
-
-
-@dataclass(frozen=True)
-class Reliability:
-    bins: list[ReliabilityBin]
-    count: int
-    ece: float | None
-
-    def as_dict(self) -> dict:
-        return {
-            "count": self.count,
-            "ece": self.ece,
-            "bins": [{**asdict(b), "gap": b.gap} for b in self.bins],
-        }
-
-
-def reliability(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = DEFAULT_BINS) -> Reliability:
-    """Equal-width reliability bins over [0, 1] and the expected calibration error.
-
-    Bin ``b`` holds confidences in ``[b/n, (b+1)/n)``; the last bin also holds 1.0. The default
-    ``n_bins`` is 15, as in ``mlops.calibration.expected_calibration_error``.
-    ``ECE = Σ_b (n_b / n) · |accuracy_b − mean confidence_b|``.
-
-    >>> reliability([0.9, 0.9, 0.2], [True, False, False], n_bins=10).ece
-    0.3333333333333333
-    """
-    conf = np.asarray(confidence, dtype=float)
-    hit = np.asarray(correct, dtype=bool)
-    index = np.clip(np.floor(conf * n_bins).astype(int), 0, n_bins - 1)
-    bins = []
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = index == b
-        count = int(in_bin.sum())
-        mean_conf = float(conf[in_bin].mean()) if count else None
-        accuracy = float(hit[in_bin].mean()) if count else None
-        if count:
-            ece += count / len(conf) * abs(accuracy - mean_conf)
-        bins.append(ReliabilityBin(b / n_bins, (b + 1) / n_bins, count, mean_conf, accuracy))
-    return Reliability(bins=bins, count=len(conf), ece=float(ece) if len(conf) else None)
-
-
-def overall_reliability(outcomes: Outcomes, n_bins: int = DEFAULT_BINS) -> Reliability:
-    """Top-label calibration on labeled tickets: confidence of the top team vs. top team == label."""
-    mask = outcomes.labeled
-    correct = outcomes.top[mask] == outcomes.label[mask]
-    return reliability(outcomes.confidence[mask], correct.astype(bool), n_bins)
-
-
-def team_reliability(outcomes: Outcomes, team: str, n_bins: int = DEFAULT_BINS) -> Reliability:
-    """One-vs-rest calibration of ``team``'s calibrated score on every labeled ticket: the score the
-    prediction gave ``team`` vs. whether the label is ``team``. Needs ``outcomes.scores``."""
-    if len(outcomes.scores) != len(outcomes):
-        raise ValueError("team reliability needs the per-team scores of each prediction")
-    mask = outcomes.labeled
-    probs = [float(outcomes.scores[i].get(team, 0.0)) for i in np.flatnonzero(mask)]
-    return reliability(probs, outcomes.labeled_as(team)[mask], n_bins)
-
-
-# --- Confusion matrix and report metrics ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Confusion:
-    """``matrix[i][j]``: labeled tickets whose label is ``classes[i]`` and top team ``classes[j]``."""
-
-    classes: list[str]
-    matrix: list[list[int]]
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def confusion(outcomes: Outcomes, classes: Sequence[str] | None = None) -> Confusion:
-    from sklearn.metrics import confusion_matrix
-
-    mask = outcomes.labeled
-    y_true = [str(y) for y in outcomes.label[mask]]
-    y_pred = [str(t) for t in outcomes.top[mask]]
-    names = sorted(set(classes or []) | set(y_true) | set(y_pred))
-    if not y_true:
-        return Confusion(classes=names, matrix=[[0] * len(names) for _ in names])
-    matrix = confusion_matrix(y_true, y_pred, labels=names)
-    return Confusion(classes=names, matrix=matrix.astype(int).tolist())
-
-
-def accuracy(outcomes: Outcomes) -> float | None:
-    mask = outcomes.labeled
-    return _ratio(int((outcomes.top[mask] == outcomes.label[mask]).sum()), int(mask.sum()))
-
-
-def macro_f1(outcomes: Outcomes) -> float | None:
-    """Macro-averaged F1 of top team vs. label over labeled tickets, across every team seen in
-    either (a team predicted but never the label counts with F1 = 0)."""
-    from sklearn.metrics import f1_score
-
-    mask = outcomes.labeled
-    if not mask.any():
-        return None
-    y_true = [str(y) for y in outcomes.label[mask]]
-    y_pred = [str(t) for t in outcomes.top[mask]]
-    labels = sorted(set(y_true) | set(y_pred))
-    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
-
-
-@dataclass(frozen=True)
-class Helpfulness:
-    marks: int
-    helpful: int
-    helpful_share: float | None
-    tickets: int
-    mrr: float | None
-
-
-def helpfulness(marks: Iterable[tuple[int, int | None, bool]]) -> Helpfulness:
-    """Suggestion helpfulness from ``(ticket_id, rank, helpful)`` marks (one per ticket and article).
-
-    ``helpful_share`` = helpful marks / all marks. ``mrr`` = mean over tickets with at least one
-    mark of 1 / (best rank among its helpful marks), 0 for a ticket with none helpful; ranks start
-    at 1, and marks without a rank count for the share but not for the MRR.
-
-    >>> helpfulness([(1, 2, True), (1, 1, False), (2, 1, False)]).mrr
-    0.25
-    """
-    marks = list(marks)
-    by_ticket: dict[int, list[tuple[int | None, bool]]] = {}
-    for ticket_id, rank, is_helpful in marks:
-        by_ticket.setdefault(ticket_id, []).append((rank, bool(is_helpful)))
-    reciprocal = []
-    for ticket_marks in by_ticket.values():
-        ranked = [(r, h) for r, h in ticket_marks if r is not None]
-        if not ranked:
-            continue
-        helpful_ranks = [r for r, h in ranked if h]
-        reciprocal.append(1.0 / min(helpful_ranks) if helpful_ranks else 0.0)
-    helpful_count = sum(1 for _, _, h in marks if h)
-    return Helpfulness(
-        marks=len(marks),
-        helpful=helpful_count,
-        helpful_share=_ratio(helpful_count, len(marks)),
-        tickets=len(reciprocal),
-        mrr=float(np.mean(reciprocal)) if reciprocal else None,
-    )
-
-
-@dataclass(frozen=True)
-class DecisionRow:
-    """One stored prediction as the report needs it: what the router did and what the label says."""
-
-    ticket_id: int
-    top: str
-    confidence: float
-    decision: str  # auto_routed, suggested, abstained
-    chosen: str | None  # team the ticket was routed or suggested to
-    label: str | None
-
-
-@dataclass(frozen=True)
-class QualityRow:
-    predictions: int
-    labeled: int
-    accuracy: float | None
-    macro_f1: float | None
-    ece: float | None
-    auto_route_rate: float | None
-    auto_route_precision: float | None
-    auto_routed_labeled: int
-    needs_triage_rate: float | None
-    suggestion_marks: int
-    helpful_share: float | None
-    mrr: float | None
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        extra = data.pop("extra")
-        return {**extra, **data}
-
-
-def quality(rows: Sequence[DecisionRow], marks: Iterable[tuple[int, int | None, bool]] = ()) -> QualityRow:
-    """The report's numbers for a set of stored predictions (one model version and week, usually).
-
-    * accuracy, macro-F1, ECE: top team vs. latest label, on labeled predictions.
-    * auto-route rate: predictions whose decision was auto-routed, among all; its precision: those
-      whose routed team is the label, among auto-routed predictions with a label.
-    * needs-triage rate: predictions that left the ticket for a person (suggested or abstained).
-    * helpfulness: :func:`helpfulness` over the marks on these predictions' tickets.
-    """
-    outcomes = Outcomes.from_rows((r.ticket_id, r.top, r.confidence, r.label) for r in rows)
-    auto = [r for r in rows if r.decision == "auto_routed"]
-    auto_labeled = [r for r in auto if r.label is not None]
-    help_ = helpfulness(marks)
-    return QualityRow(
-        predictions=len(rows),
-        labeled=int(outcomes.labeled.sum()),
-        accuracy=accuracy(outcomes),
-        macro_f1=macro_f1(outcomes),
-        ece=overall_reliability(outcomes).ece,
-        auto_route_rate=_ratio(len(auto), len(rows)),
-        auto_route_precision=_ratio(sum(1 for r in auto_labeled if r.chosen == r.label), len(auto_labeled)),
-        auto_routed_labeled=len(auto_labeled),
-        needs_triage_rate=_ratio(sum(1 for r in rows if r.decision in NEEDS_TRIAGE_DECISIONS), len(rows)),
-        suggestion_marks=help_.marks,
-        helpful_share=help_.helpful_share,
-        mrr=help_.mrr,
     )

@@ -19,7 +19,7 @@ from triage.models import Team, TeamChange
 from triage.roles import admin_required
 from triage.team_services import set_routing_for_teams, set_team_routing
 
-from . import plots, tuning
+from . import plots, quality, tuning
 from .forms import ReportForm, TargetPrecisionForm, TeamRoutingForm, WhatIfForm, WindowForm
 from .reports import REPORT_COLUMNS, load_outcomes, quality_report
 
@@ -130,7 +130,7 @@ def _page_context(
             # Re-show what the admin tried when the values parse, even if the save was refused.
             tried_threshold = routing_form.cleaned_data.get("threshold", team.threshold)
             tried_mode = routing_form.cleaned_data.get("mode", team.mode)
-        team_rel = tuning.team_reliability(outcomes, team.slug)
+        team_rel = quality.team_reliability(outcomes, team.slug)
         context.update(
             {
                 "routing_form": form,
@@ -139,8 +139,8 @@ def _page_context(
                 "team_reliability_svg": plots.reliability_svg(team_rel, f"team {team.slug}"),
             }
         )
-    overall = tuning.overall_reliability(outcomes)
-    matrix = tuning.confusion(outcomes, [t.slug for t in teams])
+    overall = quality.overall_reliability(outcomes)
+    matrix = quality.confusion(outcomes, [t.slug for t in teams])
     context.update(
         {
             "reliability": overall,

@@ -1,13 +1,14 @@
 """The model registry page (``/models/``): versions, retraining with live progress, rollback.
 
 Admins only (``admin_required``: 403 for agents, the login page for anonymous visitors). Reads
-``ModelVersion`` and ``TrainingRun`` rows; writes only through ``learning.training.request_training``
+``ModelVersion`` and ``TrainingRun`` rows; writes only through ``learning.trigger.request_training``
 and ``mlops.registry.promote_version`` (rollback). The progress panel is polled by htmx every two
 seconds while a run is queued or running and asks for a page refresh when the run ends.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -19,7 +20,7 @@ from mlops.registry import SERVABLE, promote_version
 from triage.models import Team
 from triage.roles import admin_required
 
-from . import training
+from .trigger import TrainingInProgress, active_run, check_trigger, request_training
 
 ACTIVE = (TrainingRun.State.QUEUED, TrainingRun.State.RUNNING)
 SHOWN_VERSIONS = 100
@@ -39,13 +40,13 @@ def registry(request: HttpRequest) -> HttpResponse:
     context = {
         "versions": versions,
         "champion": ModelVersion.objects.champion(),
-        "run": training.active_run(),
-        "trigger": training.check_trigger(),
+        "run": active_run(),
+        "trigger": check_trigger(),
         "settings": {
-            "min_labels_per_team": training.min_labels_per_team(),
-            "min_new_labels": training.min_new_labels(),
-            "margin": training.promotion_margin(),
-            "holdout": training.holdout_fraction(),
+            "min_labels_per_team": settings.TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM,
+            "min_new_labels": settings.TRIAGE_RETRAIN_MIN_NEW_LABELS,
+            "margin": settings.TRIAGE_PROMOTION_MARGIN,
+            "holdout": settings.TRIAGE_RETRAIN_HOLDOUT,
         },
         "teams": Team.objects.filter(active=True).order_by("name"),
     }
@@ -56,8 +57,8 @@ def registry(request: HttpRequest) -> HttpResponse:
 @admin_required
 def retrain(request: HttpRequest) -> HttpResponse:
     try:
-        version = training.request_training(trigger="manual", user=request.user)
-    except training.TrainingInProgress as exc:
+        version = request_training(trigger="manual", user=request.user)
+    except TrainingInProgress as exc:
         messages.error(request, f"Not queued: {exc}.")
     except ImproperlyConfigured as exc:
         messages.error(request, f"Not queued, the training settings are wrong: {exc}")

@@ -1,12 +1,17 @@
-"""Calibration and thresholds for routing scores: plain numpy, no Django, no model library.
+"""Calibration, thresholds and quality metrics for routing scores: plain numpy, no Django, no model library.
 
+The only place that chooses a temperature or a threshold and that defines ECE, accuracy and macro-F1:
+every page, command and the promotion decision call these, with the constants below.
+
+* ``fit_calibration`` — what a version stores: its temperature (``fit_temperature``, with the rules
+  for small or separable label sets) and per-team thresholds (``choose_thresholds``) on labeled scores.
 * ``fit_temperature`` — one temperature T for a model version, fitted by minimising the negative
   log-likelihood of ``softmax(logits / T)`` on labeled tickets (Guo et al., 2017). Rows may have
   different class sets (teams change): pad missing classes with ``-inf``.
-* ``choose_thresholds`` — per class, the lowest calibrated confidence at which the tickets routed to
-  it reach a target precision (default 0.9) on a validation split, or the one with the best F1.
-* ``expected_calibration_error``, ``coverage_at_precision`` and ``classification_report`` — the
-  numbers ``evaluate_routing`` reports.
+* ``choose_thresholds`` / ``best_threshold`` — per class, the lowest calibrated confidence at which the
+  tickets routed to it reach a target precision (default 0.9), or the one with the best F1.
+* ``expected_calibration_error`` (``reliability_bins``), ``accuracy``, ``macro_f1``,
+  ``classification_report`` and ``coverage_at_precision`` — the numbers reports and evaluations show.
 
 >>> import numpy as np
 >>> logits = np.array([[4.0, 0.0], [3.0, 1.0], [0.0, 2.0]])
@@ -22,7 +27,17 @@ from typing import Any
 
 import numpy as np
 
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.02, 50.0
+# The lowest temperature a version gets: below it a small, separable label set only claims certainty.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.25, 50.0
+# The search reaches below the floor so that a fit that wants a lower temperature is recognised as one.
+_SEARCH_LOW = 0.02
+# Labels needed to fit a temperature at all; with fewer, T stays 1.
+MIN_CALIBRATION_LABELS = 20
+# Labeled tickets a per-team threshold must rest on (fewer for small sets: ``min_support_for``).
+MIN_THRESHOLD_SUPPORT = 5
+DEFAULT_TARGET_PRECISION = 0.9
+# Equal-width confidence bins of the expected calibration error, on every page and in every command.
+ECE_BINS = 15
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -62,7 +77,7 @@ class TemperatureFit:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> TemperatureFit:
-    """The temperature minimising NLL; searched on log T, bounded to [0.02, 50].
+    """The temperature minimising NLL; searched on log T within [0.02, 50] (no floor: see ``fit_calibration``).
 
     Raises ``ValueError`` with fewer than two labeled rows or a label outside a row's classes.
     """
@@ -82,7 +97,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> TemperatureFit:
         raise ValueError("every label must be one of its row's classes")
     result = minimize_scalar(
         lambda log_t: negative_log_likelihood(logits, labels, float(np.exp(log_t))),
-        bounds=(np.log(MIN_TEMPERATURE), np.log(MAX_TEMPERATURE)),
+        bounds=(np.log(_SEARCH_LOW), np.log(MAX_TEMPERATURE)),
         method="bounded",
         options={"xatol": 1e-4},
     )
@@ -103,21 +118,44 @@ def apply_calibration(logits: np.ndarray, calibration: dict[str, Any] | None) ->
     return softmax(logits, temperature)
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
-    """ECE of the top-1 confidence over ``n_bins`` equal-width bins (weighted mean |accuracy − confidence|)."""
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> list[dict[str, Any]]:
+    """Equal-width bins over [0, 1] (the last also holds 1.0): per bin its bounds, count, mean
+    confidence and accuracy (None when empty)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    index = np.clip(np.floor(confidence * n_bins).astype(int), 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        in_bin = index == b
+        count = int(in_bin.sum())
+        bins.append(
+            {
+                "lower": b / n_bins,
+                "upper": (b + 1) / n_bins,
+                "count": count,
+                "mean_confidence": float(confidence[in_bin].mean()) if count else None,
+                "accuracy": float(correct[in_bin].mean()) if count else None,
+            }
+        )
+    return bins
+
+
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float | None:
+    """ECE = Σ_b (n_b / n) · |accuracy_b − mean confidence_b| over ``reliability_bins``; None with no rows."""
+    total = len(np.asarray(confidence))
+    if total == 0:
+        return None
+    bins = [b for b in reliability_bins(confidence, correct, n_bins) if b["count"]]
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["mean_confidence"]) for b in bins))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """ECE of the top-1 confidence of ``probs`` against ``labels`` (0.0 with no rows)."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
     if len(labels) == 0:
         return 0.0
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return calibration_error(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins) or 0.0
 
 
 def coverage_at_precision(confidence: np.ndarray, correct: np.ndarray, target: float) -> dict[str, float]:
@@ -148,8 +186,19 @@ def coverage_at_precision(confidence: np.ndarray, correct: np.ndarray, target: f
     }
 
 
-def _best_threshold(conf: np.ndarray, correct: np.ndarray, n_true: int, target: float, mode: str, min_support: int):
-    """Threshold for one class from its routed tickets' confidences; None when no threshold qualifies."""
+def best_threshold(
+    conf: np.ndarray, correct: np.ndarray, n_true: int, target: float, mode: str = "precision", min_support: int = 1
+) -> tuple[float, float, int] | None:
+    """``(threshold, precision, n routed)`` for one class from its routed tickets' confidences and
+    whether each is right; None when no threshold qualifies.
+
+    ``precision``: the lowest confidence at which the tickets at or above it are right at least
+    ``target`` of the time, with at least ``min_support`` of them; ``f1``: the best F1 of "routed
+    to this class" (``n_true``: tickets whose label is the class). Tickets with equal confidence are
+    routed together, so a threshold only falls between distinct confidences.
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
     if len(conf) == 0:
         return None
     order = np.argsort(-conf, kind="stable")
@@ -188,9 +237,9 @@ def choose_thresholds(
     labels: np.ndarray,
     classes: Sequence[str],
     *,
-    target_precision: float = 0.9,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
     mode: str = "precision",
-    min_support: int = 5,
+    min_support: int = MIN_THRESHOLD_SUPPORT,
 ) -> Thresholds:
     """Per-class auto-routing thresholds on calibrated validation probabilities.
 
@@ -207,15 +256,13 @@ def choose_thresholds(
     top = probs.argmax(axis=1)
     conf = probs.max(axis=1)
     correct = (top == labels).astype(np.float64)
-    pooled = _best_threshold(conf, correct, len(labels), target_precision, mode, min_support)
+    pooled = best_threshold(conf, correct, len(labels), target_precision, mode, min_support)
     fallback = pooled[0] if pooled else 1.0
     per_class: dict[str, float] = {}
     details: dict[str, dict[str, Any]] = {}
     for c, slug in enumerate(classes):
         mine = top == c
-        found = _best_threshold(
-            conf[mine], correct[mine], int((labels == c).sum()), target_precision, mode, min_support
-        )
+        found = best_threshold(conf[mine], correct[mine], int((labels == c).sum()), target_precision, mode, min_support)
         if found is None:
             details[slug] = {"threshold": fallback, "source": "pooled", "routed": int(mine.sum())}
             continue
@@ -240,21 +287,110 @@ def evaluate_thresholds(probs: np.ndarray, labels: np.ndarray, classes: Sequence
     }
 
 
+def accuracy(labels: Sequence, predicted: Sequence) -> float | None:
+    """Share of rows whose prediction is the label; None with no rows."""
+    labels, predicted = np.asarray(labels, dtype=object), np.asarray(predicted, dtype=object)
+    return float((labels == predicted).mean()) if len(labels) else None
+
+
+def macro_f1(labels: Sequence, predicted: Sequence) -> float | None:
+    """Macro-averaged F1 across every class seen as a label or a prediction (a class predicted but
+    never the label counts with F1 = 0); None with no rows. Classes may be indices or names."""
+    from sklearn.metrics import f1_score
+
+    labels, predicted = list(labels), list(predicted)
+    if not labels:
+        return None
+    seen = sorted(set(labels) | set(predicted))
+    return float(f1_score(labels, predicted, labels=seen, average="macro", zero_division=0))
+
+
 def classification_report(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, balanced accuracy and per-class precision/recall/F1/support."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support
+    from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
 
     labels = np.asarray(labels)
     predicted = np.asarray(predicted)
     index = list(range(len(classes)))
     p, r, f, s = precision_recall_fscore_support(labels, predicted, labels=index, zero_division=0)
-    present = s > 0
     return {
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "macro_f1": float(f[present].mean()) if present.any() else 0.0,
+        "accuracy": accuracy(labels.tolist(), predicted.tolist()) or 0.0,
+        "macro_f1": macro_f1(labels.tolist(), predicted.tolist()) or 0.0,
         "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)) if len(labels) else 0.0,
         "per_class": {
             slug: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, slug in enumerate(classes)
         },
     }
+
+
+# --- What a version stores ------------------------------------------------------------------------
+def min_support_for(n_labels: int) -> int:
+    """Labeled tickets a team's threshold must rest on: ``MIN_THRESHOLD_SUPPORT``, fewer for small sets."""
+    return max(2, min(MIN_THRESHOLD_SUPPORT, n_labels // 10))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A version's temperature and thresholds, fitted on labeled scores (``fit_calibration``)."""
+
+    fit: TemperatureFit  # the unconstrained fit
+    temperature: float  # the temperature the version uses
+    nll_after: float  # at ``temperature``
+    ece_after: float
+    note: str  # why ``temperature`` is not the fit's ("" when it is)
+    probabilities: np.ndarray  # calibrated, of the rows it was fitted on
+    thresholds: Thresholds
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``ModelVersion.calibration`` record."""
+        out = {
+            **self.fit.as_dict(),
+            "temperature": self.temperature,
+            "nll_after": self.nll_after,
+            "ece_after": self.ece_after,
+        }
+        return {**out, "note": self.note} if self.note else out
+
+
+def fit_calibration(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    *,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
+    mode: str = "precision",
+    min_support: int | None = None,
+    min_labels: int = MIN_CALIBRATION_LABELS,
+) -> Calibration:
+    """Temperature and per-class thresholds for a version, from its logits on labeled tickets.
+
+    The temperature is ``fit_temperature``'s, except: with fewer than ``min_labels`` labels it stays 1
+    (a handful of tickets, often all right, would drive T towards 0), and it never goes below
+    ``MIN_TEMPERATURE`` (every ticket right with a margin: the likelihood keeps improving as T → 0).
+    Thresholds are ``choose_thresholds`` on the calibrated probabilities, each resting on
+    ``min_support`` tickets (default ``min_support_for(len(labels))``).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    fit = fit_temperature(logits, labels)
+    temperature, note = fit.temperature, ""
+    if len(labels) < min_labels:
+        temperature, note = 1.0, f"not fitted: {len(labels)} labels, {min_labels} needed"
+    elif fit.temperature < MIN_TEMPERATURE:
+        temperature, note = MIN_TEMPERATURE, f"bounded at {MIN_TEMPERATURE}: the labeled predictions are separable"
+    probabilities = softmax(logits, temperature)
+    if temperature == fit.temperature:
+        nll_after, ece_after = fit.nll_after, fit.ece_after
+    else:
+        nll_after = negative_log_likelihood(logits, labels, temperature)
+        ece_after = expected_calibration_error(probabilities, labels)
+    thresholds = choose_thresholds(
+        probabilities,
+        labels,
+        list(classes),
+        target_precision=target_precision,
+        mode=mode,
+        min_support=min_support_for(len(labels)) if min_support is None else min_support,
+    )
+    return Calibration(fit, temperature, nll_after, ece_after, note, probabilities, thresholds)

@@ -55,7 +55,7 @@ from .scorers import BaseScorer, ClassSpec, Scorer, TextFitter
 
 logger = logging.getLogger(__name__)
 
-# Written beside the weights by mlops.training: labels, data hash, recipe and base model of the version.
+# Written beside the weights by learning.retraining: labels, data hash, recipe and base model of the version.
 META_FILE = "triage_setfit.json"
 # Probabilities are floored here before the log, so that a class the model rules out stays finite.
 _FLOOR = 1e-9

@@ -7,7 +7,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from learning.training import collect_labels, import_labels
+from learning.label_import import import_labels
+from learning.labels import collect_labels
 from tests.retraining.builders import make_ticket
 from triage.models import Correction, Team
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from learning.training import EXCLUDED_DELETED, EXCLUDED_INACTIVE, collect_labels, data_hash
+from learning.labels import EXCLUDED_DELETED, EXCLUDED_INACTIVE, collect_labels, data_hash
 from tests.retraining.builders import make_ticket
 from triage.models import Correction, Team, TeamChange
 from triage.services import record_label

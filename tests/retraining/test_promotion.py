@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from learning.training import TrainingInProgress, calibrate, compare_challenger, request_training
+from learning.evaluation import calibrate, compare_challenger
+from learning.trigger import TrainingInProgress, request_training
 from mlops.models import ModelVersion, TrainingRun
 from mlops.registry import promote_version
 
@@ -44,14 +45,14 @@ def test_a_second_request_while_one_is_queued_is_refused():
 
 
 def test_a_bad_recipe_setting_is_refused_before_anything_is_queued(settings):
-    settings.TRIAGE_SETFIT_RECIPE = '{"no_such_field": 1}'
+    settings.TRIAGE_SETFIT_RECIPE = {"no_such_field": 1}
     with pytest.raises(ImproperlyConfigured, match="no_such_field"):
         request_training(trigger="manual")
     assert not ModelVersion.objects.exists()
 
 
 def test_the_recipe_setting_scales_the_run(settings):
-    settings.TRIAGE_SETFIT_RECIPE = '{"min_body_steps": 4, "max_body_steps": 4}'
+    settings.TRIAGE_SETFIT_RECIPE = {"min_body_steps": 4, "max_body_steps": 4}
     assert request_training(trigger="manual").config["recipe"]["max_body_steps"] == 4
 
 

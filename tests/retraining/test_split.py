@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from learning.training import Example, holdout_rank, split_examples
+from learning.labels import Example
+from learning.split import holdout_rank, split_examples
 
 
 def examples(counts: dict[str, int], start: int = 0) -> list[Example]:

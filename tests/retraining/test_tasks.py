@@ -10,7 +10,9 @@ import pytest
 from django.utils import timezone
 
 from learning.tasks import reap_stale_runs, train_model_task
-from learning.training import collect_labels, request_training, split_examples
+from learning.labels import collect_labels
+from learning.split import split_examples
+from learning.trigger import request_training
 from mlops.inference.setfit_scorer import META_FILE
 from mlops.models import ModelVersion, TrainingRun
 from tests.retraining.builders import label_tickets
@@ -26,7 +28,7 @@ def champion(db):
 
 @pytest.fixture
 def small_recipe(settings):
-    settings.TRIAGE_SETFIT_RECIPE = json.dumps(TEST_RECIPE)
+    settings.TRIAGE_SETFIT_RECIPE = TEST_RECIPE
     settings.TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM = 8
 
 

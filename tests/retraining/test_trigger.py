@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from learning.tasks import check_retrain_trigger_task
-from learning.training import check_trigger
+from learning.trigger import check_trigger
 from mlops.models import ModelVersion, TrainingRun
 from tests.retraining.builders import label_tickets, make_ticket
 from triage.models import Correction, Team

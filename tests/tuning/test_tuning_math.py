@@ -1,4 +1,4 @@
-"""The pure computations of mlops/tuning.py against computations written out by hand."""
+"""The pure computations of learning/tuning.py and learning/quality.py against computations written out by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from learning import tuning
+from learning import quality, tuning
 
 TEAMS = ["a", "b", "c"]
 
@@ -166,7 +166,7 @@ def test_overall_reliability_and_ece_equal_a_direct_computation():
     rows, _ = random_outcomes()
     labeled = [r for r in rows if r[3] is not None]
     expected, bins = direct_ece([r[2] for r in labeled], [r[1] == r[3] for r in labeled])
-    got = tuning.overall_reliability(tuning.Outcomes.from_rows(rows))
+    got = quality.overall_reliability(tuning.Outcomes.from_rows(rows))
     assert got.ece == pytest.approx(expected, abs=1e-12)
     assert got.count == len(labeled)
     assert sum(b.count for b in got.bins) == len(labeled)
@@ -179,17 +179,17 @@ def test_team_reliability_is_one_vs_rest_on_the_team_score():
     outcomes = tuning.Outcomes.from_rows(rows, scores)
     labeled = [i for i, r in enumerate(rows) if r[3] is not None]
     expected, _ = direct_ece([scores[i]["b"] for i in labeled], [rows[i][3] == "b" for i in labeled])
-    assert tuning.team_reliability(outcomes, "b").ece == pytest.approx(expected, abs=1e-12)
+    assert quality.team_reliability(outcomes, "b").ece == pytest.approx(expected, abs=1e-12)
 
 
 def test_reliability_puts_a_confidence_of_one_in_the_last_bin():
-    result = tuning.reliability([1.0, 0.0, 0.1], [True, False, True])
+    result = quality.reliability([1.0, 0.0, 0.1], [True, False, True])
     assert result.bins[-1].count == 1 and result.bins[0].count == 1 and result.bins[1].count == 1
 
 
 def test_confusion_matrix_counts_labels_against_top_teams():
     rows, _ = random_outcomes()
-    got = tuning.confusion(tuning.Outcomes.from_rows(rows), ["a", "b", "c", "d"])
+    got = quality.confusion(tuning.Outcomes.from_rows(rows), ["a", "b", "c", "d"])
     assert got.classes == ["a", "b", "c", "d"]
     for i, label in enumerate(got.classes):
         for j, predicted in enumerate(got.classes):
@@ -200,14 +200,14 @@ def test_accuracy_and_macro_f1_equal_a_direct_computation():
     rows, _ = random_outcomes()
     labeled = [r for r in rows if r[3] is not None]
     outcomes = tuning.Outcomes.from_rows(rows)
-    assert tuning.accuracy(outcomes) == sum(r[1] == r[3] for r in labeled) / len(labeled)
+    assert quality.accuracy(outcomes) == sum(r[1] == r[3] for r in labeled) / len(labeled)
     f1s = []
     for team in sorted({r[1] for r in labeled} | {r[3] for r in labeled}):
         tp = sum(1 for r in labeled if r[1] == team and r[3] == team)
         fp = sum(1 for r in labeled if r[1] == team and r[3] != team)
         fn = sum(1 for r in labeled if r[1] != team and r[3] == team)
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    assert tuning.macro_f1(outcomes) == pytest.approx(sum(f1s) / len(f1s), abs=1e-12)
+    assert quality.macro_f1(outcomes) == pytest.approx(sum(f1s) / len(f1s), abs=1e-12)
 
 
 def test_helpfulness_share_and_mrr_of_the_first_helpful_article():
@@ -219,23 +219,23 @@ def test_helpfulness_share_and_mrr_of_the_first_helpful_article():
         (3, 2, False),  # none helpful -> 0
         (4, None, True),  # no rank: counts for the share only
     ]
-    h = tuning.helpfulness(marks)
+    h = quality.helpfulness(marks)
     assert (h.marks, h.helpful) == (6, 4)
     assert h.helpful_share == 4 / 6
     assert h.tickets == 3
     assert h.mrr == pytest.approx((0.5 + 1 + 0) / 3)
-    assert tuning.helpfulness([]).mrr is None
+    assert quality.helpfulness([]).mrr is None
 
 
 def test_quality_counts_auto_routes_and_needs_triage_from_stored_decisions():
     rows = [
-        tuning.DecisionRow(1, "a", 0.95, "auto_routed", "a", "a"),
-        tuning.DecisionRow(2, "a", 0.92, "auto_routed", "a", "b"),
-        tuning.DecisionRow(3, "b", 0.91, "auto_routed", "b", None),
-        tuning.DecisionRow(4, "b", 0.6, "suggested", "b", "b"),
-        tuning.DecisionRow(5, "a", 0.3, "abstained", None, "b"),
+        quality.DecisionRow(1, "a", 0.95, "auto_routed", "a", "a"),
+        quality.DecisionRow(2, "a", 0.92, "auto_routed", "a", "b"),
+        quality.DecisionRow(3, "b", 0.91, "auto_routed", "b", None),
+        quality.DecisionRow(4, "b", 0.6, "suggested", "b", "b"),
+        quality.DecisionRow(5, "a", 0.3, "abstained", None, "b"),
     ]
-    q = tuning.quality(rows)
+    q = quality.quality(rows)
     assert q.predictions == 5 and q.labeled == 4
     assert q.auto_route_rate == 3 / 5
     assert q.auto_route_precision == 1 / 2
@@ -253,7 +253,7 @@ def test_ece_is_the_same_number_model_evaluation_reports():
     # Distinct scores per row, so argmax and the fixture's top team agree.
     probs = np.array([[scores[i][t] + 1e-9 * (t == rows[i][1]) for t in TEAMS] for i in labeled])
     labels = np.array([TEAMS.index(rows[i][3]) for i in labeled])
-    ours = tuning.overall_reliability(tuning.Outcomes.from_rows([(i, r[1], r[2], r[3]) for i, r in enumerate(rows)]))
+    ours = quality.overall_reliability(tuning.Outcomes.from_rows([(i, r[1], r[2], r[3]) for i, r in enumerate(rows)]))
     assert ours.ece == pytest.approx(expected_calibration_error(probs, labels), abs=1e-6)
 
 
@@ -261,7 +261,7 @@ def test_plots_are_labelled_svg_and_drawn_once_per_set_of_numbers():
     from learning import plots
 
     rows, _ = random_outcomes()
-    result = tuning.overall_reliability(tuning.Outcomes.from_rows(rows))
+    result = quality.overall_reliability(tuning.Outcomes.from_rows(rows))
     svg = plots.reliability_svg(result, "overall")
     assert svg.startswith("<svg ") and 'role="img"' in svg and 'aria-label="Reliability diagram: overall"' in svg
     assert plots.reliability_svg(result, "overall") is svg

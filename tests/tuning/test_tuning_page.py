@@ -7,8 +7,9 @@ import re
 import pytest
 from django.urls import reverse
 
+from learning.quality import confusion, overall_reliability
 from learning.reports import load_outcomes
-from learning.tuning import confusion, overall_reliability, what_if
+from learning.tuning import what_if
 from triage.models import Team
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from mlops.calibration import MIN_THRESHOLD_SUPPORT
+
 
 class Command(BaseCommand):
     help = "Fit temperature scaling and per-team thresholds for the champion model version from recorded labels."
@@ -26,7 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", type=int, help="ModelVersion id (default: the champion)")
         parser.add_argument("--target-precision", type=float, default=None, help="default TRIAGE_TARGET_PRECISION")
         parser.add_argument("--mode", choices=("precision", "f1"), default="precision")
-        parser.add_argument("--min-support", type=int, default=5, help="labeled tickets a team threshold rests on")
+        parser.add_argument(
+            "--min-support",
+            type=int,
+            default=MIN_THRESHOLD_SUPPORT,
+            help="labeled tickets a team threshold rests on",
+        )
         parser.add_argument("--min-labels", type=int, default=20, help="refuse to fit on fewer labeled tickets")
         parser.add_argument("--rescore", action="store_true", help="score the labeled tickets again")
         parser.add_argument("--apply", action="store_true", help="write the proposed thresholds to the teams")

@@ -206,12 +206,11 @@ class Command(BaseCommand):
     # --- run ------------------------------------------------------------------------------------
     def handle(self, *args: Any, **opts: Any) -> None:
         from mlops.calibration import (
-            choose_thresholds,
             classification_report,
             coverage_at_precision,
             evaluate_thresholds,
             expected_calibration_error,
-            fit_temperature,
+            fit_calibration,
             softmax,
         )
         from mlops.inference.scorers import ClassSpec, InvalidInput, validate_template
@@ -285,17 +284,15 @@ class Command(BaseCommand):
                 self.log(f"calibrating on {calibration_name}: {len(cal_texts)} tickets")
                 cal_logits, _ = self.score(scorer, cal_texts, classes)
                 y_cal = np.array([index[label] for label in cal_labels])
-                fit = fit_temperature(cal_logits, y_cal)
-                temperature = fit.temperature
-                cal = {**fit.as_dict(), "split": calibration_name}
-                cal_probs = softmax(cal_logits, temperature)
-                thresholds = choose_thresholds(
-                    cal_probs,
+                fitted = fit_calibration(
+                    cal_logits,
                     y_cal,
                     labels,
                     target_precision=opts["target_precision"] or settings.TRIAGE_TARGET_PRECISION,
                     mode=opts["threshold_mode"],
                 )
+                temperature, thresholds = fitted.temperature, fitted.thresholds
+                cal = {**fitted.as_dict(), "split": calibration_name}
         except InvalidInput as exc:
             raise CommandError(str(exc)) from None
 

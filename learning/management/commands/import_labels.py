@@ -5,7 +5,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from learning.training import import_labels
+from learning.label_import import import_labels
 from triage.importing import ImportFileError, detect_format, finish_import_command
 
 

@@ -241,7 +241,7 @@ class Command(BaseCommand):
     def _setfit(self, k, sample_t, sample_y, recipe, classes, test_t, test_y, seed) -> dict:
         from django.conf import settings
 
-        from learning.training import fit_for_training
+        from learning.retraining import fit_for_training
         from mlops.inference.encoders import resolve_model_ref
         from mlops.inference.setfit_recipe import train_setfit
         from mlops.inference.setfit_scorer import SetFitScorer
@@ -303,7 +303,7 @@ class Command(BaseCommand):
         return shots
 
     def _recipe(self, pairs: list[str]):
-        from learning.training import make_recipe
+        from learning.recipe import make_recipe
         from mlops.inference.setfit_recipe import SetFitRecipe
 
         fields = {f.name: f for f in dataclasses.fields(SetFitRecipe)}

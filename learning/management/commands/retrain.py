@@ -5,7 +5,7 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from learning.training import TrainingInProgress, check_trigger, request_training
+from learning.trigger import TrainingInProgress, check_trigger, request_training
 from mlops.models import ModelVersion, TrainingRun
 
 FINAL = (TrainingRun.State.SUCCEEDED, TrainingRun.State.FAILED)
