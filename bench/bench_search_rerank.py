@@ -72,7 +72,7 @@ def demo_passages(embedder) -> list[tuple[str, str]]:
     """(article id, passage text) of every demo article, split by the app's chunker."""
     from search.chunking import split_passages
     from search.content import render_body
-    from search.services import _token_offsets_fn
+    from search.indexing import _token_offsets_fn
 
     offsets = _token_offsets_fn(embedder)
     passages = []
@@ -90,7 +90,8 @@ def candidates(n_tickets: int) -> list[tuple[str, str, list[tuple[str, str]]]]:
     import numpy as np
 
     from mlops.inference.encoders import get_embedder
-    from search.evaluation import CachedEmbedder, default_cache_path
+    from search.eval_cache import CachedEmbedder
+    from search.evaluation import default_cache_path
 
     tickets = [json.loads(line) for line in (DEMO / "tickets.jsonl").read_text().splitlines() if line.strip()]
     tickets.sort(key=lambda t: (t["external_id"] != TICKET_ID, t["external_id"]))

@@ -221,6 +221,39 @@ TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket 
 TRIAGE_TARGET_PRECISION = env_float("TRIAGE_TARGET_PRECISION", 0.9, lo=0.0, hi=1.0)
 TRIAGE_ARTIFACTS_DIR = Path(env_str("TRIAGE_ARTIFACTS_DIR", str(BASE_DIR / "artifacts")) or "artifacts")
 
+# --- Knowledge-base search (search/; search/README.md explains each stage) ----------------------
+# Passages from the HNSW index and from full-text search per query (0: full-text off).
+SEARCH_DENSE_CANDIDATES = env_int("SEARCH_DENSE_CANDIDATES", 100, minimum=1)
+SEARCH_LEXICAL_CANDIDATES = env_int("SEARCH_LEXICAL_CANDIDATES", 100, minimum=0)
+# Fused passages the cross-encoder scores (0: off). 30: on a CPU a 12-layer cross-encoder costs
+# 10-40 ms a pair, and the fused top 30 already hold the helpful article for nearly every demo ticket.
+SEARCH_RERANK_DEPTH = env_int("SEARCH_RERANK_DEPTH", 30, minimum=0)
+SEARCH_RERANK_BATCH_SIZE = env_int("SEARCH_RERANK_BATCH_SIZE", 32, minimum=1)
+SEARCH_SUGGESTIONS = env_int("SEARCH_SUGGESTIONS", 5, minimum=1)
+# hnsw.ef_search for queries; raised to the candidate count when lower.
+SEARCH_EF_SEARCH = env_int("SEARCH_EF_SEARCH", 200, minimum=1)
+SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
+# Passage window and overlap in embedder tokens (title excluded).
+SEARCH_WINDOW_TOKENS = env_int("SEARCH_WINDOW_TOKENS", 200, minimum=16)
+SEARCH_OVERLAP_TOKENS = env_int("SEARCH_OVERLAP_TOKENS", 40, minimum=0)
+SEARCH_ARTICLE_MAX_CHARS = env_int("SEARCH_ARTICLE_MAX_CHARS", 1_000_000, minimum=1)
+# Ticket text beyond this many characters is not read by retrieval.
+SEARCH_QUERY_MAX_CHARS = env_int("SEARCH_QUERY_MAX_CHARS", 2000, minimum=1)
+# A fusion policy JSON file that overrides the stored one and the shipped default.
+SEARCH_WEIGHTS_FILE = env_str("SEARCH_WEIGHTS_FILE") or None
+# Learned questions (agents' marks) read per query, nearest first.
+SEARCH_QUESTION_CANDIDATES = env_int("SEARCH_QUESTION_CANDIDATES", 50, minimum=1)
+# Per-deployment fusion weights from agents' marks: refitted every SEARCH_REFIT_SECONDS on the marks of
+# the last SEARCH_FEEDBACK_WINDOW_DAYS (newest SEARCH_FEEDBACK_MAX_TICKETS tickets), only once
+# SEARCH_FEEDBACK_MIN_TICKETS tickets are marked, and served only if it beats the policy in force and
+# every single stage on marks held out of the fit.
+SEARCH_FEEDBACK_WINDOW_DAYS = env_int("SEARCH_FEEDBACK_WINDOW_DAYS", 180, minimum=1)
+SEARCH_FEEDBACK_MAX_TICKETS = env_int("SEARCH_FEEDBACK_MAX_TICKETS", 2000, minimum=1)
+SEARCH_FEEDBACK_MIN_TICKETS = env_int("SEARCH_FEEDBACK_MIN_TICKETS", 30, minimum=1)
+SEARCH_REFIT_SECONDS = env_int("SEARCH_REFIT_SECONDS", 86400, minimum=60)
+# Articles one background re-index task handles before re-enqueueing itself.
+SEARCH_INDEX_BATCH = env_int("SEARCH_INDEX_BATCH", 20, minimum=1)
+
 # --- Retraining (learning/) -----------------------------------------------------------------
 # The trigger fires when every active team has MIN_LABELS_PER_TEAM labels and MIN_NEW_LABELS arrived
 # since the last training; beat checks every RETRAIN_CHECK_SECONDS. A challenger is promoted when its
@@ -232,6 +265,10 @@ TRIAGE_RETRAIN_HOLDOUT = env_float("TRIAGE_RETRAIN_HOLDOUT", 0.25, lo=0.05, hi=0
 TRIAGE_RETRAIN_CHECK_SECONDS = env_int("TRIAGE_RETRAIN_CHECK_SECONDS", 600, minimum=5)
 TRIAGE_TRAINING_STALE_SECONDS = env_int("TRIAGE_TRAINING_STALE_SECONDS", 900, minimum=30)
 TRIAGE_SETFIT_RECIPE = env_json_object("TRIAGE_SETFIT_RECIPE")  # field names are checked by learning.recipe
+CELERY_BEAT_SCHEDULE["refit-search-weights"] = {
+    "task": "search.tasks.refit_search_weights_task",
+    "schedule": SEARCH_REFIT_SECONDS,
+}
 CELERY_BEAT_SCHEDULE["check-retrain-trigger"] = {
     "task": "learning.tasks.check_retrain_trigger_task",
     "schedule": TRIAGE_RETRAIN_CHECK_SECONDS,

@@ -10,7 +10,7 @@ from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from . import services
+from . import indexing, services
 from .models import Article, FusionWeights, Passage, Suggestion, SuggestionFeedback
 
 EDITABLE = ["title", "external_id", "url", "body_format", "body", "team", "published"]
@@ -91,7 +91,7 @@ class ArticleAdmin(admin.ModelAdmin):
 
         if request.method == "GET":
             try:
-                status = services.reindex_status(configured_embedder_version())
+                status = indexing.reindex_status(configured_embedder_version())
             except Exception:  # a missing model must not break the list
                 status = None
             if status and status["remaining"]:

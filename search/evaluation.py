@@ -10,17 +10,17 @@ File formats (UTF-8):
   (``markdown`` default, ``html``, ``text``) and ``published``; other keys (``team``...) are ignored.
 * queries, TSV: ``qid<TAB>text`` per line (the text may not contain tabs or newlines).
 * qrels, TSV: ``qid<TAB>article_id<TAB>relevance`` per line; relevance is an integer, > 0 relevant.
-  A fourth column (TREC's ``qid 0 docid rel``) is also accepted.
+  A fourth column (TREC's ``qid 0 docid rel``) is also accepted. A query with no relevant article
+  in the qrels is a *no-answer* query: left out of the ranking metrics, counted by the cutoff's.
+* feedback, TSV with a header line ``text<TAB>article_id<TAB>helpful``, then one agent's mark per
+  line (helpful ``1`` or ``0``): past tickets that become learned questions of the KB under test.
 
 Lines starting with ``#`` and blank lines are skipped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from django.db import connection, transaction
 
+from .fitting import LabeledSet
 from .fusion import STAGES, StageScores, Weights, stage_metrics
 
 
@@ -101,12 +102,32 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def load_feedback(path: Path) -> list[tuple[str, str, bool]]:
+    """(ticket text, KB article id, helpful) per mark of a feedback file."""
+    rows: list[tuple[str, str, bool]] = []
+    lines = iter(_lines(path))
+    first = next(lines, None)
+    if first is None or [c.strip().lower() for c in first[1].split("\t")] != ["text", "article_id", "helpful"]:
+        raise EvaluationInputError(f"{path}:1: the first line must be the header text<TAB>article_id<TAB>helpful")
+    for number, line in lines:
+        cols = line.split("\t")
+        if len(cols) != 3 or not cols[0].strip() or not cols[1].strip():
+            raise EvaluationInputError(f"{path}:{number}: expected text<TAB>article_id<TAB>helpful")
+        if cols[2].strip() not in ("0", "1"):
+            raise EvaluationInputError(f"{path}:{number}: helpful must be 1 or 0, got {cols[2].strip()!r}")
+        rows.append((" ".join(cols[0].split()), cols[1].strip(), cols[2].strip() == "1"))
+    if not rows:
+        raise EvaluationInputError(f"{path}: no marks")
+    return rows
+
+
 # --- A knowledge base that exists only for the evaluation --------------------------------------
 
 
 @contextmanager
 def isolated_knowledge_base() -> Iterator[None]:
-    """Inside the block, ``search_article`` and ``search_passage`` are empty copies (indexes included).
+    """Inside the block, ``search_article``, ``search_passage`` and ``search_learnedquestion`` are empty
+    copies (indexes included, foreign keys not).
 
     Everything written in the block is rolled back when it ends, whatever happens.
     """
@@ -116,7 +137,7 @@ def isolated_knowledge_base() -> Iterator[None]:
             cursor.execute("SELECT current_schema()")
             home = cursor.fetchone()[0]
             cursor.execute(f'CREATE SCHEMA "{schema}"')
-            for table in ("search_article", "search_passage"):
+            for table in ("search_article", "search_passage", "search_learnedquestion"):
                 cursor.execute(f'CREATE TABLE "{schema}"."{table}" (LIKE "{home}"."{table}" INCLUDING ALL)')
             cursor.execute(f'SET LOCAL search_path TO "{schema}", "{home}"')
         try:
@@ -127,7 +148,8 @@ def isolated_knowledge_base() -> Iterator[None]:
 
 def index_kb(rows: list[dict], *, embedder, progress: Callable[[int, int], None] | None = None) -> dict[int, str]:
     """Import and index ``rows`` with the app's services; returns {article pk: KB id}."""
-    from .services import index_article, upsert_article
+    from .indexing import index_article
+    from .services import upsert_article
 
     ids: dict[int, str] = {}
     for done, row in enumerate(rows, start=1):
@@ -143,87 +165,43 @@ def index_kb(rows: list[dict], *, embedder, progress: Callable[[int, int], None]
     return ids
 
 
-# --- Cross-encoder scores cached on disk across runs --------------------------------------------
+def learn_feedback(
+    marks: list[tuple[str, str, bool]], id_map: Mapping[int, str], *, embedder
+) -> dict[str, tuple[int, str, dict[str, int]]]:
+    """Store each mark as a learned question the way the app does, and embed them.
 
-
-class CachedCrossEncoder:
-    """Wraps a cross-encoder with an on-disk cache of pair scores (SQLite), keyed by its version.
-
-    Evaluations re-score the same (query, passage) pairs when only the fusion weights or the test
-    split change; on two shared CPU cores that is most of their time.
+    Returns, per past ticket (``fb-N``, one per distinct text), its id in the questions table, its
+    text, and its marks as graded labels (helpful 1, not helpful 0; the last mark on an article wins).
     """
+    from django.utils import timezone
 
-    def __init__(self, inner, path: Path) -> None:
-        self.inner = inner
-        self.version = inner.version
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, score REAL)")
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
+    from .asks import clean_ask
+    from .models import LearnedQuestion
+    from .questions import embed_learned_questions
 
-    def _key(self, a: str, b: str) -> str:
-        return hashlib.sha256(f"{self.version}\x1f{a}\x1f{b}".encode()).hexdigest()
-
-    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
-        keys = [self._key(a, b) for a, b in pairs]
-        with self._lock:
-            found: dict[str, float] = {}
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(self.db.execute(f"SELECT key, score FROM scores WHERE key IN ({marks})", chunk))
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        self.hits += len(keys) - len(todo)
-        self.misses += len(todo)
-        if todo:
-            scores = self.inner.predict([pairs[i] for i in todo], batch_size=batch_size)
-            with self._lock:
-                rows = [(keys[i], float(s)) for i, s in zip(todo, scores, strict=True)]
-                self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?)", rows)
-                self.db.commit()
-            for i, s in zip(todo, scores, strict=True):
-                found[keys[i]] = float(s)
-        return np.array([found[k] for k in keys], dtype=np.float32)
-
-
-class CachedEmbedder:
-    """Wraps the bi-encoder with an on-disk cache of passage and query vectors, keyed by its version."""
-
-    def __init__(self, inner, path: Path) -> None:
-        self.inner = inner
-        self.model = inner.model  # the tokenizer and input limit used for passage windows
-        self.version = inner.version
-        self.dim = inner.dim
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
-        self.db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB)")
-        self._lock = threading.Lock()
-
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        keys = [hashlib.sha256(f"{self.version}\x1f{t}".encode()).hexdigest() for t in texts]
-        with self._lock:
-            found: dict[str, np.ndarray] = {}
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                rows = self.db.execute(
-                    f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk
-                )
-                found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        if todo:
-            vectors = self.inner.encode([texts[i] for i in todo], batch_size=batch_size)
-            with self._lock:
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                    [(keys[i], np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(todo, vectors, strict=True)],
-                )
-                self.db.commit()
-            for i, v in zip(todo, vectors, strict=True):
-                found[keys[i]] = np.asarray(v, dtype=np.float32)
-        if not keys:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([found[k] for k in keys])
+    pk_of = {kb_id: pk for pk, kb_id in id_map.items()}
+    tickets: dict[str, tuple[int, str, dict[str, int]]] = {}
+    rows = []
+    for number, (text, kb_id, helpful) in enumerate(marks, start=1):
+        if kb_id not in pk_of:
+            raise EvaluationInputError(f"feedback mark {number}: article {kb_id!r} is not in the KB")
+        ticket = tickets.setdefault(text, (len(tickets) + 1, text, {}))
+        ticket[2][kb_id] = int(helpful)
+        # No ticket or mark rows exist in the throw-away tables (their foreign keys are not copied).
+        rows.append(
+            LearnedQuestion(
+                article_id=pk_of[kb_id],
+                ticket_id=ticket[0],
+                feedback_id=number,
+                helpful=helpful,
+                text=clean_ask(text),
+                source_text=text,
+                marked_at=timezone.now(),
+            )
+        )
+    LearnedQuestion.objects.bulk_create(rows)
+    embed_learned_questions(embedder=embedder)
+    return {f"fb-{t[0]}": t for t in tickets.values()}
 
 
 # --- Running the queries ------------------------------------------------------------------------
@@ -249,7 +227,10 @@ def collect_features(
     dense_n: int | None = None,
     lexical_n: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    exclude_tickets: Mapping[str, int] | None = None,
 ) -> Features:
+    """Every stage's scores for each query; ``exclude_tickets``: query id → the learned-question
+    ticket id that query must not see (a past ticket is scored without its own marks)."""
     from .fusion import query_words
     from .retrieval import search
 
@@ -265,6 +246,7 @@ def collect_features(
             dense_n=dense_n,
             lexical_n=lexical_n,
             weights={s: 1.0 for s in STAGES},
+            exclude_ticket=(exclude_tickets or {}).get(qid),
         )
         scores[qid] = {
             stage: {id_map[a]: v for a, v in result.stage_scores[stage].items() if a in id_map} for stage in STAGES
@@ -284,9 +266,15 @@ def evaluate(features: Features, qrels: Mapping[str, Mapping[str, int]], weights
     return stage_metrics(features.scores, qrels, weights, features.words)
 
 
+def without_feedback(features: Features) -> Features:
+    """The same queries as if nothing had been learned: the feedback stage is the dense stage."""
+    scores = {q: {**f, "feedback": dict(f.get("dense", {}))} for q, f in features.scores.items()}
+    return Features(scores=scores, latency_ms=features.latency_ms, words=features.words)
+
+
 def latency_summary(features: Features) -> dict[str, dict[str, float]]:
     out = {}
-    for part in ("embed", "dense", "lexical", "rerank"):
+    for part in ("embed", "dense", "lexical", "questions", "rerank"):
         values = [t[part] for t in features.latency_ms.values() if part in t]
         if values:
             out[part] = {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95))}
@@ -299,20 +287,35 @@ def default_cache_path() -> Path:
     return Path(settings.BASE_DIR) / ".data" / "search-eval-cache.sqlite"
 
 
+@dataclass
+class Run:
+    """One evaluation's stage scores: of the queries, and of the past tickets in the feedback file
+    (each scored without its own marks, the way a deployment fits on its marks)."""
+
+    features: Features
+    versions: dict[str, str]
+    marks: LabeledSet | None = None
+
+
 def features_for_files(
     kb_path: Path,
     queries: Mapping[str, str],
     *,
+    feedback: Path | None = None,
     rerank_depth: int | None = None,
     dense_n: int | None = None,
     lexical_n: int | None = None,
     cache: Path | None = None,
     log: Callable[[str], None] = lambda _msg: None,
-) -> tuple[Features, dict[str, str]]:
-    """Index the KB file in an isolated knowledge base and collect every query's stage scores."""
+) -> Run:
+    """Index the KB file (and the feedback file's marks as learned questions) in an isolated
+    knowledge base and collect every query's stage scores."""
     from mlops.inference.encoders import get_cross_encoder, get_embedder
 
+    from .eval_cache import CachedCrossEncoder, CachedEmbedder
+
     rows = load_kb(kb_path)
+    marks_in_file = load_feedback(feedback) if feedback is not None else []
     embedder = get_embedder()
     cross_encoder = get_cross_encoder()
     if cache is not None:
@@ -330,27 +333,32 @@ def features_for_files(
     with isolated_knowledge_base():
         log(f"indexing {len(rows)} KB articles ({embedder.version})")
         id_map = index_kb(rows, embedder=embedder, progress=every(25, "indexed"))
+        options = {"embedder": embedder, "cross_encoder": cross_encoder, "rerank_depth": rerank_depth}
+        options.update(dense_n=dense_n, lexical_n=lexical_n)
+        marks = None
+        if feedback is not None:
+            tickets = learn_feedback(marks_in_file, id_map, embedder=embedder)
+            log(f"learned {len(marks_in_file)} marks on {len(tickets)} past tickets; scoring each without its own")
+            past = collect_features(
+                {qid: t[1] for qid, t in tickets.items()},
+                id_map,
+                exclude_tickets={qid: t[0] for qid, t in tickets.items()},
+                progress=every(50, "past tickets"),
+                **options,
+            )
+            marks = LabeledSet("feedback", past.scores, {qid: t[2] for qid, t in tickets.items()}, past.words)
         log(f"running {len(queries)} queries")
-        features = collect_features(
-            queries,
-            id_map,
-            embedder=embedder,
-            cross_encoder=cross_encoder,
-            rerank_depth=rerank_depth,
-            dense_n=dense_n,
-            lexical_n=lexical_n,
-            progress=every(25, "queries"),
-        )
+        features = collect_features(queries, id_map, progress=every(25, "queries"), **options)
     if isinstance(cross_encoder, CachedCrossEncoder):
         log(f"cross-encoder cache: {cross_encoder.hits} pairs reused, {cross_encoder.misses} scored")
-    return features, versions
+    return Run(features, versions, marks)
 
 
 def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
-    lines = [f"{'stage':<8} {'MRR@10':>7} {'NDCG@10':>8} {'Recall@100':>11} {'queries':>8}"]
-    for stage in ("dense", "hybrid", "rerank", "final", "final_cv"):
+    lines = [f"{'stage':<22} {'MRR@10':>7} {'NDCG@10':>8} {'Recall@100':>11} {'queries':>8}"]
+    for stage in ("dense", "hybrid", "rerank", "feedback", "final", "final_without_feedback", "final_cv"):
         if stage not in metrics:
             continue
         m = metrics[stage]
-        lines.append(f"{stage:<8} {m['mrr@10']:>7.4f} {m['ndcg@10']:>8.4f} {m['recall@100']:>11.4f} {m['queries']:>8}")
+        lines.append(f"{stage:<22} {m['mrr@10']:>7.4f} {m['ndcg@10']:>8.4f} {m['recall@100']:>11.4f} {m['queries']:>8}")
     return "\n".join(lines)

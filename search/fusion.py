@@ -19,23 +19,21 @@ the served ranking is not bought on one kind of query at the expense of another.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from .metrics import summarise
 
-from .metrics import mrr_at_k, ndcg_at_k, summarise
-
-STAGES = ("dense", "hybrid", "rerank")
+# ``feedback`` is dense MaxP over an article's passages and its learned questions (agents' marks),
+# lowered near its not-helpful ones: the dense stage itself where nothing was learned.
+BASE_STAGES = ("dense", "hybrid", "rerank")
+STAGES = (*BASE_STAGES, "feedback")
 DEFAULT_WEIGHTS_FILE = Path(__file__).resolve().parent / "default_weights.json"
 # Used only when neither a fitted row nor the shipped file exists.
-FALLBACK_WEIGHTS = {"dense": 0.4, "hybrid": 0.2, "rerank": 0.4}
+FALLBACK_WEIGHTS = {"feedback": 0.4, "hybrid": 0.2, "rerank": 0.4}
 DEFAULT_SHORT_MAX_WORDS = 12
 
 StageScores = Mapping[str, Mapping[str, float]]  # stage -> {article key: score}
@@ -127,17 +125,43 @@ class FusionPolicy:
 
     @classmethod
     def from_json(cls, data: Mapping) -> FusionPolicy:
-        """A policy from ``{"short_max_words", "short", "long"}`` or a flat ``{"dense", "hybrid", "rerank"}``."""
+        """A policy from ``{"short_max_words", "short", "long"}`` or one flat vector ``{"dense": w, ...}``.
+
+        A policy that names no ``feedback`` weight (written before learned questions existed, or
+        fitted where nothing was learned) puts its dense weight there (``learning``): it ranks the
+        same until agents' marks exist, and uses them from then on.
+        """
         if not isinstance(data, Mapping):
             raise ValueError("fusion weights must be a JSON object")
         if "short" in data or "long" in data:
             if not (isinstance(data.get("short"), Mapping) and isinstance(data.get("long"), Mapping)):
                 raise ValueError('a length-gated policy needs both "short" and "long" weight objects')
-            return cls(short=dict(data["short"]), long=dict(data["long"]), short_max_words=data.get("short_max_words"))
-        unknown = set(data) - set(STAGES)
-        if unknown:
-            raise ValueError(f"unknown fusion stage(s) {sorted(unknown)}; stages are {list(STAGES)}")
-        return cls.single(data)
+            vectors = [data["short"], data["long"]]
+            policy = cls(
+                short=dict(data["short"]), long=dict(data["long"]), short_max_words=data.get("short_max_words")
+            )
+        else:
+            vectors = [data]
+            policy = cls.single(data)
+        for vector in vectors:
+            unknown = set(vector) - set(STAGES)
+            if unknown:
+                raise ValueError(f"unknown fusion stage(s) {sorted(unknown)}; stages are {list(STAGES)}")
+        return policy if any("feedback" in v for v in vectors) else policy.learning()
+
+    def learning(self) -> FusionPolicy:
+        """The same policy with its dense weight on the ``feedback`` stage (dense over passages and
+        learned questions): identical rankings while nothing is learned, and agents' marks count from
+        the first one.
+
+        >>> FusionPolicy.single({"dense": 0.6, "rerank": 0.4}).learning().long["feedback"]
+        0.6
+        """
+
+        def move(w: Mapping[str, float]) -> dict[str, float]:
+            return {**w, "dense": 0.0, "feedback": w.get("feedback", 0.0) + w.get("dense", 0.0)}
+
+        return FusionPolicy(short=move(self.short), long=move(self.long), short_max_words=self.short_max_words)
 
     def to_json(self) -> dict:
         if self.short_max_words is None:
@@ -179,186 +203,6 @@ def weights_for(weights: Weights, words: int | None) -> dict[str, float]:
     return dict(weights)
 
 
-@dataclass(frozen=True)
-class LabeledSet:
-    """One labeled query set to fit on: stage scores and qrels per query id, and each query's length."""
-
-    name: str
-    features: Mapping[str, StageScores]
-    qrels: Mapping[str, Mapping[str, int]]
-    words: Mapping[str, int] = field(default_factory=dict)
-
-    def labeled(self) -> list[str]:
-        return [q for q in self.features if any(g > 0 for g in self.qrels.get(q, {}).values())]
-
-
-@dataclass(frozen=True)
-class FitResult:
-    policy: FusionPolicy
-    metrics: dict[str, dict[str, float]]  # stage or "final" -> summary metrics over every fit set
-    n_queries: int
-    per_set: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # set -> stage -> metrics
-    margin: float = 0.0  # worst set's final objective minus its best stage's
-
-    @property
-    def weights(self) -> dict[str, float]:
-        """The single weight vector (the long-query one of a length-gated policy)."""
-        return dict(self.policy.long)
-
-
-def weight_grid(step: float = 0.05) -> list[dict[str, float]]:
-    """Every weight vector on the simplex over the stages with the given step."""
-    n = round(1 / step)
-    return [
-        {"dense": a / n, "hybrid": b / n, "rerank": (n - a - b) / n}
-        for a, b in itertools.product(range(n + 1), repeat=2)
-        if a + b <= n
-    ]
-
-
-_LOG2 = np.log2(np.arange(2, 12))  # discounts of ranks 1..10
-
-
-def _query_objective(features: StageScores, relevant: Mapping[str, int], grid: np.ndarray) -> np.ndarray:
-    """MRR@10 + ½·NDCG@10 of one query under every weight vector of ``grid`` (rows over ``STAGES``).
-
-    The same ranking as ``rank(combine(features, w))`` — z-scores over the candidates, stages that
-    produced nothing dropped, ties broken by article key — for all weight vectors in one product.
-    """
-    candidates = sorted({c for scores in features.values() for c in scores})
-    if not candidates:
-        return np.zeros(len(grid))
-    present = np.array([bool(features.get(s)) for s in STAGES])
-    z = np.zeros((len(candidates), len(STAGES)))
-    for j, stage in enumerate(STAGES):
-        if present[j]:
-            z[:, j] = list(standardise(features[stage], candidates).values())
-    w = grid * present
-    sums = w.sum(axis=1, keepdims=True)
-    w = np.where(sums > 0, w / np.where(sums > 0, sums, 1), present / max(present.sum(), 1))
-    scores = z @ w.T  # candidates × weight vectors
-    order = np.argsort(-scores, axis=0, kind="stable")[:10]  # candidates are key-sorted: ties by key
-    gains = np.array([relevant.get(c, 0) for c in candidates], dtype=float)
-    top = gains[order]  # 10 × weight vectors
-    first = np.argmax(top > 0, axis=0)
-    mrr = np.where(top.max(axis=0) > 0, 1.0 / (first + 1), 0.0)
-    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:10]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    ndcg = (top / _LOG2[: len(top), None]).sum(axis=0) / idcg if idcg > 0 else np.zeros(len(grid))
-    return mrr + 0.5 * ndcg
-
-
-def _stage_objective(rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> float:
-    return statistics.fmean(mrr_at_k(r, qrels[q]) + 0.5 * ndcg_at_k(r, qrels[q]) for q, r in rankings.items())
-
-
-def fit_policy(
-    sets: Sequence[LabeledSet],
-    *,
-    step: float = 0.05,
-    short_max_words: int | None = DEFAULT_SHORT_MAX_WORDS,
-    min_regime_queries: int = 10,
-) -> FitResult:
-    """Grid-search the fusion policy whose worst fit set beats its own best single stage by the most.
-
-    The objective of a ranking is MRR@10 + ½·NDCG@10 (the NDCG half breaks MRR ties). For each set,
-    its margin is the final ranking's objective minus that of the set's best stage (dense, hybrid or
-    rerank, whichever scores highest on it); the fitted policy maximises the smallest margin over the
-    sets — with one set, simply its objective. Queries of at most ``short_max_words`` words are
-    ranked with the ``short`` vector and the others with ``long``; both are searched jointly. When
-    fewer than ``min_regime_queries`` queries fall on one side (or ``short_max_words`` is ``None``)
-    a single vector is fitted. Several policies often tie on small sets: their mean is returned,
-    which sits inside the flat optimum instead of on its edge.
-    """
-    sets = [s for s in sets if s.labeled()]
-    if not sets:
-        raise ValueError("no query has a relevant article: nothing to fit on")
-    grid_dicts = weight_grid(step)
-    grid = np.array([[w[s] for s in STAGES] for w in grid_dicts])
-    if short_max_words is not None and any(q not in s.words for s in sets for q in s.labeled()):
-        raise ValueError("a length-gated fit needs every query's length (LabeledSet.words)")
-    n_short = sum(1 for s in sets for q in s.labeled() if short_max_words and s.words[q] <= short_max_words)
-    n_all = sum(len(s.labeled()) for s in sets)
-    gated = short_max_words is not None and min(n_short, n_all - n_short) >= min_regime_queries
-
-    bests = {}
-    margins = None
-    for labeled_set in sets:
-        qids = labeled_set.labeled()
-        short_sum = np.zeros(len(grid))
-        long_sum = np.zeros(len(grid))
-        for q in qids:
-            value = _query_objective(labeled_set.features[q], labeled_set.qrels[q], grid)
-            if gated and labeled_set.words[q] <= short_max_words:
-                short_sum += value
-            else:
-                long_sum += value
-        rankings = {q: stage_rankings(labeled_set.features[q], FALLBACK_WEIGHTS) for q in qids}
-        best = max(_stage_objective({q: r[s] for q, r in rankings.items()}, labeled_set.qrels) for s in STAGES)
-        bests[labeled_set.name] = best
-        if gated:  # margin[i, j]: short vector i, long vector j
-            margin = (short_sum[:, None] + long_sum[None, :]) / len(qids) - best
-        else:
-            margin = long_sum / len(qids) - best
-        margins = margin if margins is None else np.minimum(margins, margin)
-    top = float(margins.max())
-    ties = np.argwhere(margins >= top - 1e-9)
-    columns = (0, 1) if gated else (0, 0)
-    short_vec, long_vec = grid[ties[:, columns[0]]].mean(axis=0), grid[ties[:, columns[1]]].mean(axis=0)
-    policy = _policy(short_vec, long_vec, short_max_words if gated else None)
-    margin = _worst_margin(policy, sets, bests)
-    if margin < top - 1e-9:
-        # The mean of the tied optima fell off the plateau: take the tied one nearest to it.
-        nearest = ties[
-            np.argmin(
-                ((grid[ties[:, columns[0]]] - short_vec) ** 2).sum(1)
-                + ((grid[ties[:, columns[1]]] - long_vec) ** 2).sum(1)
-            )
-        ]
-        policy = _policy(grid[nearest[columns[0]]], grid[nearest[columns[1]]], short_max_words if gated else None)
-        margin = _worst_margin(policy, sets, bests)
-
-    per_set = {s.name: stage_metrics(s.features, s.qrels, policy, s.words) for s in sets}
-    merged_features = {(s.name, q): s.features[q] for s in sets for q in s.labeled()}
-    merged_qrels = {(s.name, q): s.qrels[q] for s in sets for q in s.labeled()}
-    merged_words = {(s.name, q): s.words.get(q) for s in sets for q in s.labeled()}
-    metrics = stage_metrics(merged_features, merged_qrels, policy, merged_words if gated else None)
-    return FitResult(policy=policy, metrics=metrics, n_queries=n_all, per_set=per_set, margin=margin)
-
-
-def _policy(short: np.ndarray, long: np.ndarray, short_max_words: int | None) -> FusionPolicy:
-    def as_dict(vector: np.ndarray) -> dict[str, float]:
-        return {s: float(vector[j]) for j, s in enumerate(STAGES)}
-
-    if short_max_words is None:
-        return FusionPolicy.single(as_dict(long))
-    return FusionPolicy(short=as_dict(short), long=as_dict(long), short_max_words=short_max_words)
-
-
-def _worst_margin(policy: FusionPolicy, sets: Sequence[LabeledSet], bests: Mapping[str, float]) -> float:
-    """The smallest, over ``sets``, of the policy's final objective minus the set's best stage's."""
-    worst = math.inf
-    for labeled_set in sets:
-        values = []
-        for q in labeled_set.labeled():
-            w = weights_for(policy, labeled_set.words.get(q))
-            values.append(
-                _query_objective(labeled_set.features[q], labeled_set.qrels[q], np.array([[w[s] for s in STAGES]]))[0]
-            )
-        worst = min(worst, statistics.fmean(values) - bests[labeled_set.name])
-    return float(worst)
-
-
-def fit_weights(
-    features: Mapping[str, StageScores],
-    qrels: Mapping[str, Mapping[str, int]],
-    *,
-    step: float = 0.05,
-) -> FitResult:
-    """One weight vector for every query, maximising MRR@10 (+ ½·NDCG@10) on one labeled set."""
-    return fit_policy([LabeledSet("fit", features, qrels)], step=step, short_max_words=None)
-
-
 def stage_rankings(stage_scores: StageScores, weights: Mapping[str, float]) -> dict[str, list[str]]:
     """Article rankings of every stage and of the final combination for one query.
 
@@ -372,6 +216,7 @@ def stage_rankings(stage_scores: StageScores, weights: Mapping[str, float]) -> d
         "dense": rank(stage_scores.get("dense", {})),
         "hybrid": hybrid,
         "rerank": reranked + [c for c in hybrid if c not in seen],
+        "feedback": rank(stage_scores.get("feedback") or stage_scores.get("dense", {})),
         "final": rank(combine(stage_scores, weights)),
     }
 
@@ -385,10 +230,7 @@ def stage_metrics(
     """Metrics of every stage and of the final ranking; ``words`` (query lengths) serve a policy."""
     words = words or {}
     per_query = {q: stage_rankings(f, weights_for(weights, words.get(q))) for q, f in features.items()}
-    return {
-        stage: summarise({q: r[stage] for q, r in per_query.items()}, qrels)
-        for stage in ("dense", "hybrid", "rerank", "final")
-    }
+    return {stage: summarise({q: r[stage] for q, r in per_query.items()}, qrels) for stage in (*STAGES, "final")}
 
 
 def load_weights_file(path: str | Path) -> FusionPolicy:
@@ -405,10 +247,11 @@ def active_weights() -> tuple[FusionPolicy, str]:
 
     ``SEARCH_WEIGHTS_FILE`` wins, then the newest ``FusionWeights`` row, then the shipped default.
     """
-    from . import conf
+    from django.conf import settings
+
     from .models import FusionWeights
 
-    override = conf.weights_file()
+    override = settings.SEARCH_WEIGHTS_FILE
     if override:
         return load_weights_file(override), f"file:{override}"
     row = FusionWeights.objects.order_by("-created_at", "-id").first()
@@ -417,38 +260,3 @@ def active_weights() -> tuple[FusionPolicy, str]:
     if DEFAULT_WEIGHTS_FILE.exists():
         return load_weights_file(DEFAULT_WEIGHTS_FILE), "default"
     return FusionPolicy.single(FALLBACK_WEIGHTS), "fallback"
-
-
-def cross_fitted_metrics(
-    features: Mapping[str, StageScores],
-    qrels: Mapping[str, Mapping[str, int]],
-    *,
-    folds: int = 5,
-    step: float = 0.05,
-    words: Mapping[str, int] | None = None,
-    short_max_words: int | None = None,
-) -> tuple[dict[str, float], list[FusionPolicy]]:
-    """Metrics of the final ranking when the policy is fitted on this set's own labeled queries,
-    without ever scoring a query with weights fitted on it: each of ``folds`` parts (by a hash of the
-    query id) is ranked with a policy fitted on the other parts. Returns the metrics and each fold's policy.
-
-    This is what a deployment gets after ``fit_search_weights`` on its own labeled queries.
-    """
-    words = words or {}
-    labeled = [q for q in features if any(g > 0 for g in qrels.get(q, {}).values())]
-    part = {q: int(hashlib.sha1(q.encode()).hexdigest(), 16) % folds for q in labeled}
-    rankings: dict[str, list[str]] = {}
-    fold_policies = []
-    for fold in range(folds):
-        train = [q for q in labeled if part[q] != fold]
-        held = [q for q in labeled if part[q] == fold]
-        if not held or not train:
-            continue
-        fit_set = LabeledSet(
-            "train", {q: features[q] for q in train}, qrels, {q: words[q] for q in train if q in words}
-        )
-        policy = fit_policy([fit_set], step=step, short_max_words=short_max_words).policy
-        fold_policies.append(policy)
-        for q in held:
-            rankings[q] = rank(combine(features[q], weights_for(policy, words.get(q))))
-    return summarise(rankings, qrels), fold_policies

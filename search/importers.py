@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from triage.importing import ImportFileError, ImportReport, RowError, errors_from_validation, iter_rows
 
-from . import conf
 from .content import guess_format
 from .services import clean_article_fields, find_article, upsert_article
 
@@ -53,12 +53,12 @@ def read_text_file(path: Path, label: str, errors: list[RowError]) -> str | None
     """The file as UTF-8 text, or None with the reason added to ``errors`` (binary, not UTF-8, too big)."""
     size = path.stat().st_size
     # UTF-8 takes at most 4 bytes a character: anything bigger cannot fit the body limit.
-    if size > 4 * conf.article_max_chars():
+    if size > 4 * settings.SEARCH_ARTICLE_MAX_CHARS:
         errors.append(
             RowError(
                 1,
                 f"{label}: body",
-                f"file is {size:,} bytes; the body limit is {conf.article_max_chars():,} characters",
+                f"file is {size:,} bytes; the body limit is {settings.SEARCH_ARTICLE_MAX_CHARS:,} characters",
             )
         )
         return None

@@ -17,6 +17,11 @@ EMBEDDING_DIM = 384  # all-MiniLM-L6-v2; another embedder needs a migration of t
 FULLTEXT_CONFIG = "english"
 
 
+def cosine_hnsw(name: str) -> HnswIndex:
+    """The HNSW index every embedding column gets: cosine distance, m=16, ef_construction=64."""
+    return HnswIndex(name=name, fields=["embedding"], m=16, ef_construction=64, opclasses=["vector_cosine_ops"])
+
+
 class ArticleQuerySet(models.QuerySet):
     def searchable(self) -> ArticleQuerySet:
         """Published articles with a complete set of stored passages."""
@@ -95,13 +100,7 @@ class Passage(models.Model):
         ordering = ["article_id", "position"]
         constraints = [models.UniqueConstraint(fields=["article", "position"], name="passage_position_unique")]
         indexes = [
-            HnswIndex(
-                name="passage_embedding_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
+            cosine_hnsw("passage_embedding_hnsw"),
             GinIndex(fields=["search_vector"], name="passage_search_vector"),
             models.Index(fields=["embedder_version"], name="passage_embedder_version"),
         ]
@@ -148,6 +147,45 @@ class SuggestionFeedback(models.Model):
 
     def __str__(self) -> str:
         return f"{'helpful' if self.helpful else 'not helpful'}: ticket {self.ticket_id} → {self.article_id}"
+
+
+class LearnedQuestion(models.Model):
+    """A ticket an agent marked for an article, kept as a question that article answers (``helpful``)
+    or does not (a negative: it lowers the article for similar tickets).
+
+    One row per mark (``feedback``): retracting the mark or deleting the ticket deletes the question
+    (cascade). ``text`` is the ticket's ask, not the whole e-mail: greetings, signatures and quoted
+    replies removed, then its sentences nearest the article kept (``search/asks.py``), because whole
+    e-mails match each other on their pleasantries. ``embedding`` is filled on the inference queue;
+    until then (or after an embedder switch) the question is not used. An article edited after the
+    mark keeps its questions, flagged ``article_edited`` for the admin to review.
+    """
+
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="learned_questions")
+    ticket = models.ForeignKey("triage.Ticket", on_delete=models.CASCADE, related_name="learned_questions")
+    feedback = models.OneToOneField(SuggestionFeedback, on_delete=models.CASCADE, related_name="learned_question")
+    helpful = models.BooleanField()
+    text = models.TextField(help_text="The ticket's ask as matched against new tickets.")
+    source_text = models.TextField(blank=True, help_text="The ticket text it was taken from.")
+    embedding = VectorField(dimensions=EMBEDDING_DIM, null=True, blank=True)
+    embedder_version = models.CharField(max_length=200, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    marked_at = models.DateTimeField(help_text="When the agent gave the mark.")
+    article_hash = models.CharField(max_length=64, blank=True, help_text="The article's content when marked.")
+    article_edited = models.BooleanField(default=False, help_text="The article changed after the mark.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-marked_at", "-id"]
+        indexes = [
+            cosine_hnsw("learned_question_hnsw"),
+            models.Index(fields=["article", "helpful"], name="learned_question_article"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'+' if self.helpful else '-'} {self.article_id}: {self.text[:60]}"
 
 
 class FusionWeights(models.Model):

@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from . import conf
+from .asks import clean_ask
 from .fusion import FusionPolicy, combine, query_words, rank, weights_for
 
 _SEARCHABLE = "a.published AND a.indexed_hash <> ''"
@@ -48,11 +49,18 @@ class ArticleHit:
     passage_text: str
     final: float
     dense: float | None
-    hybrid: float
+    hybrid: float | None
     rerank: float | None
+    feedback: float | None = None
 
     def stage_scores(self) -> dict[str, float | None]:
-        return {"dense": self.dense, "hybrid": self.hybrid, "rerank": self.rerank, "final": self.final}
+        return {
+            "dense": self.dense,
+            "hybrid": self.hybrid,
+            "rerank": self.rerank,
+            "feedback": self.feedback,
+            "final": self.final,
+        }
 
 
 @dataclass
@@ -78,7 +86,7 @@ def clean_query(text: object) -> str:
     """The query as retrieval reads it; ``ValidationError`` when there is no text to search with."""
     if not isinstance(text, str) or not text.strip():
         raise ValidationError({"query": ["has no text to search with"]})
-    return " ".join(text.split())[: conf.query_max_chars()]
+    return " ".join(text.split())[: settings.SEARCH_QUERY_MAX_CHARS]
 
 
 def _vector_literal(vector: np.ndarray) -> str:
@@ -89,7 +97,7 @@ def dense_passages(vector: np.ndarray, n: int, embedder_version: str) -> list[tu
     """(passage id, article id, text, cosine similarity) of the ``n`` nearest searchable passages."""
     literal = _vector_literal(vector)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(n, conf.ef_search())])
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(n, settings.SEARCH_EF_SEARCH)])
         # Filters (unpublished, other embedder) are applied after the index scan; iterative scans keep
         # reading the graph until n rows pass them instead of returning fewer.
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -106,6 +114,50 @@ def dense_passages(vector: np.ndarray, n: int, embedder_version: str) -> list[tu
             [literal, embedder_version, literal, n],
         )
         return [(int(r[0]), int(r[1]), r[2], float(r[3])) for r in cursor.fetchall()]
+
+
+def nearest_questions(
+    vector: np.ndarray, n: int, embedder_version: str, *, exclude_ticket: int | None = None
+) -> list[tuple[int, bool, float]]:
+    """(article id, helpful, cosine similarity) of the ``n`` learned questions nearest ``vector``,
+    of searchable articles, embedded by ``embedder_version``; a ticket's own questions left out."""
+    literal = _vector_literal(vector)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(n, settings.SEARCH_EF_SEARCH)])
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute(
+            f"""
+            SELECT article_id, helpful, 1 - dist FROM (
+                SELECT q.article_id, q.helpful, q.id, q.embedding <=> %s::vector AS dist
+                FROM search_learnedquestion q JOIN search_article a ON a.id = q.article_id
+                WHERE {_SEARCHABLE} AND q.embedder_version = %s AND q.ticket_id IS DISTINCT FROM %s
+                ORDER BY q.embedding <=> %s::vector
+                LIMIT %s
+            ) nearest ORDER BY dist, id
+            """,
+            [literal, embedder_version, exclude_ticket, literal, n],
+        )
+        return [(int(r[0]), bool(r[1]), float(r[2])) for r in cursor.fetchall()]
+
+
+def feedback_scores(dense: Mapping[int, float], questions: list[tuple[int, bool, float]]) -> dict[int, float]:
+    """The ``feedback`` stage: dense MaxP over an article's passages *and* its helpful questions,
+    lowered by how much closer the ticket is to a question the article did not help than to the
+    article itself. Without learned questions it is the dense stage.
+
+    >>> feedback_scores({1: 0.5, 2: 0.6}, [(1, True, 0.9), (2, False, 0.8)])
+    {1: 0.9, 2: 0.4}
+    """
+    positive: dict[int, float] = {}
+    negative: dict[int, float] = {}
+    for article_id, helpful, similarity in questions:
+        side = positive if helpful else negative
+        side[article_id] = max(side.get(article_id, -1.0), similarity)
+    scores = {}
+    for a in set(dense) | set(positive):
+        match = max(dense.get(a, -1.0), positive.get(a, -1.0))
+        scores[a] = match - max(0.0, negative.get(a, -1.0) - match)
+    return dict(sorted(scores.items()))
 
 
 def lexical_passages(query: str, n: int) -> list[tuple[int, int, str, float]]:
@@ -157,6 +209,15 @@ def fuse(
     return sorted((PassageHit(**h) for h in hits.values()), key=lambda h: (-h.rrf, h.passage_id))
 
 
+def _first_passage(article_id: int) -> PassageHit:
+    from .models import Passage
+
+    passage = Passage.objects.filter(article_id=article_id).order_by("position").first()
+    if passage is None:
+        return PassageHit(passage_id=0, article_id=article_id, text="")
+    return PassageHit(passage_id=passage.pk, article_id=article_id, text=passage.text)
+
+
 def search(
     query: str,
     *,
@@ -166,11 +227,13 @@ def search(
     weights: Mapping[str, float] | FusionPolicy | None = None,
     embedder=None,
     cross_encoder=None,
+    exclude_ticket: int | None = None,
 ) -> SearchResult:
     """Rank the knowledge base's articles for ``query`` through every stage.
 
     ``weights`` is a stage weight vector or a ``FusionPolicy`` (default: the active one), which picks
-    the vector by the query's length.
+    the vector by the query's length. ``exclude_ticket``: that ticket's own learned questions are
+    not read (a ticket is not suggested what it taught).
 
     >>> result = search("my card was declined at checkout")           # doctest: +SKIP
     >>> [(hit.article_id, round(hit.final, 2)) for hit in result.top(3)]  # doctest: +SKIP
@@ -181,15 +244,18 @@ def search(
     from .fusion import active_weights
 
     query = clean_query(query)
-    dense_n = dense_n or conf.dense_candidates()
-    lexical_n = lexical_n if lexical_n is not None else conf.lexical_candidates()
-    rerank_depth = conf.rerank_depth() if rerank_depth is None else rerank_depth
+    dense_n = dense_n or settings.SEARCH_DENSE_CANDIDATES
+    lexical_n = lexical_n if lexical_n is not None else settings.SEARCH_LEXICAL_CANDIDATES
+    rerank_depth = settings.SEARCH_RERANK_DEPTH if rerank_depth is None else rerank_depth
     weights = weights_for(weights if weights is not None else active_weights()[0], query_words(query))
     embedder = embedder or get_embedder()
     timings: dict[str, float] = {}
 
+    # The learned questions are asks (no greeting or signature): the ticket is matched to them by its own.
+    ask = clean_ask(query)
     t0 = time.perf_counter()
-    vector = embedder.encode([query])[0]
+    vectors = embedder.encode([query] if ask == query else [query, ask])
+    vector, ask_vector = vectors[0], vectors[-1]
     timings["embed"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     dense = dense_passages(vector, dense_n, embedder.version)
@@ -197,7 +263,12 @@ def search(
     t0 = time.perf_counter()
     lexical = lexical_passages(query, lexical_n) if lexical_n else []
     timings["lexical"] = (time.perf_counter() - t0) * 1000
-    fused = fuse(dense, lexical, conf.rrf_k())
+    fused = fuse(dense, lexical, settings.SEARCH_RRF_K)
+    t0 = time.perf_counter()
+    questions = nearest_questions(
+        ask_vector, settings.SEARCH_QUESTION_CANDIDATES, embedder.version, exclude_ticket=exclude_ticket
+    )
+    timings["questions"] = (time.perf_counter() - t0) * 1000
 
     versions = {"embedder": embedder.version}
     rerank_scores: dict[int, float] = {}
@@ -206,12 +277,12 @@ def search(
         versions["reranker"] = cross_encoder.version
         head = fused[:rerank_depth]
         t0 = time.perf_counter()
-        logits = cross_encoder.predict([(query, h.text) for h in head], batch_size=conf.rerank_batch_size())
+        logits = cross_encoder.predict([(query, h.text) for h in head], batch_size=settings.SEARCH_RERANK_BATCH_SIZE)
         timings["rerank"] = (time.perf_counter() - t0) * 1000
         rerank_scores = {h.passage_id: float(s) for h, s in zip(head, logits, strict=True)}
 
     # MaxP: an article scores what its best passage scores, separately at each stage.
-    stage_scores: dict[str, dict[int, float]] = {"dense": {}, "hybrid": {}, "rerank": {}}
+    stage_scores: dict[str, dict[int, float]] = {"dense": {}, "hybrid": {}, "rerank": {}, "feedback": {}}
     best_passage: dict[int, tuple[float, float, PassageHit]] = {}
     for hit in fused:
         a = hit.article_id
@@ -226,11 +297,15 @@ def search(
         if a not in best_passage or key > best_passage[a][:2]:
             best_passage[a] = (*key, hit)
 
+    stage_scores["feedback"] = feedback_scores(stage_scores["dense"], questions)
     keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in stage_scores.items()}
     final = combine(keyed, weights)
     articles = []
     for key in rank(final):
         a = int(key)
+        if a not in best_passage:
+            # Found only through its learned questions: show its first passage.
+            best_passage[a] = (-np.inf, 0.0, _first_passage(a))
         hit = best_passage[a][2]
         articles.append(
             ArticleHit(
@@ -239,8 +314,9 @@ def search(
                 passage_text=hit.text,
                 final=final[key],
                 dense=stage_scores["dense"].get(a),
-                hybrid=stage_scores["hybrid"][a],
+                hybrid=stage_scores["hybrid"].get(a),
                 rerank=stage_scores["rerank"].get(a),
+                feedback=stage_scores["feedback"].get(a),
             )
         )
     return SearchResult(

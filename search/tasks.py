@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 )
 def index_article_task(article_id: int) -> str:
     """Chunk, embed and store one article's passages (skipped when already up to date)."""
-    from .services import index_article
+    from .indexing import index_article
 
     return index_article(article_id)
 
@@ -35,15 +35,16 @@ def reindex_articles_task(batch_size: int | None = None) -> dict:
     """Index a batch of the articles that need it, then re-enqueue itself while any remain.
 
     Used when the embedder changes (every article's passages are from another embedder) and by
-    ``reindex_articles``; progress is ``services.reindex_status()``.
+    ``reindex_articles``; progress is ``indexing.reindex_status()``.
     """
+    from django.conf import settings
+
     from mlops.inference.encoders import get_embedder
 
-    from . import conf
-    from .services import articles_needing_index, index_article
+    from .indexing import articles_needing_index, index_article
 
     embedder = get_embedder()
-    size = batch_size or conf.index_batch_size()
+    size = batch_size or settings.SEARCH_INDEX_BATCH
     batch = list(articles_needing_index(embedder.version).values_list("id", flat=True)[:size])
     outcomes: dict[str, int] = {}
     for pk in batch:
@@ -75,6 +76,41 @@ def suggest_articles_task(ticket_id: int) -> int:
     return len(suggest_for_ticket(ticket))
 
 
+@shared_task(
+    name="search.tasks.embed_learned_questions_task",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def embed_learned_questions_task() -> dict:
+    """Embed a batch of the learned questions still missing a vector, re-enqueueing itself while any remain."""
+    from mlops.inference.encoders import get_embedder
+
+    from .questions import EMBED_BATCH, embed_learned_questions, questions_needing_embedding
+
+    embedder = get_embedder()
+    stored = embed_learned_questions(embedder=embedder, limit=EMBED_BATCH)
+    remaining = questions_needing_embedding(embedder.version).count()
+    if remaining and stored:
+        embed_learned_questions_task.apply_async(queue="inference")
+    return {"embedded": stored, "remaining": remaining}
+
+
+@shared_task(
+    name="search.tasks.refit_search_weights_task",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def refit_search_weights_task() -> dict:
+    """Refit the fusion policy on the rolling window of agents' marks (beat, daily); stored only
+    when it beats the policy in force and every single stage on held-out marks."""
+    from .adapt import refit_from_marks
+
+    refit = refit_from_marks()
+    return {"chosen": refit.guard.chosen, "tickets": refit.guard.n_queries, "stored": getattr(refit.stored, "pk", None)}
+
+
 def configured_embedder_version() -> str:
     """The version string the configured embedder records, without loading its weights."""
     from django.conf import settings
@@ -93,9 +129,13 @@ def reindex_after_embedder_change(sender=None, **_kwargs) -> None:
         consume_from = sender.app.amqp.queues.consume_from if sender is not None else None
         if consume_from and "inference" not in consume_from:
             return
-        from .services import articles_needing_index
+        from .indexing import articles_needing_index
+        from .questions import questions_needing_embedding
 
-        if articles_needing_index(configured_embedder_version()).exists():
+        version = configured_embedder_version()
+        if articles_needing_index(version).exists():
             reindex_articles_task.apply_async(queue="inference")
+        if questions_needing_embedding(version).exists():
+            embed_learned_questions_task.apply_async(queue="inference")
     except Exception:  # never keep a worker from starting; `reindex_articles` does the same by hand
         logger.exception("could not check whether articles need re-indexing")

@@ -153,6 +153,8 @@ def test_article_feedback_is_stored_with_the_rank_it_was_shown_at(agent_api, age
     assert response.status_code == 201, response.json()
     feedback = SuggestionFeedback.objects.get()
     assert (feedback.helpful, feedback.rank, feedback.agent) == (False, 2, agent_alice)
+    # The mark teaches the search a negative question of that article.
+    assert (feedback.learned_question.helpful, feedback.learned_question.author) == (False, agent_alice)
 
 
 def test_teams_are_listed_for_agents(agent_api, teams):

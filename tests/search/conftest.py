@@ -87,7 +87,8 @@ def counting_embedder(embedder) -> CountingEmbedder:
 @pytest.fixture
 def kb(teams, embedder):
     """The four articles above, stored and indexed with the packaged embedder."""
-    from search.services import index_article, upsert_article
+    from search.indexing import index_article
+    from search.services import upsert_article
 
     articles = {}
     for row in KB:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 
 from search.chunking import split_passages
-from search.services import _token_offsets_fn
+from search.indexing import _token_offsets_fn
 
 
 def words(text: str):

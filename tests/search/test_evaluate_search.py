@@ -57,11 +57,11 @@ def test_it_reports_every_stage_as_a_table_and_json_without_touching_the_live_kb
         str(tmp_path / "cache.sqlite"),
     )
     printed = capsys.readouterr()
-    assert "1 query(ies) have no relevant article" in printed.err
+    assert "1 query(ies) have no relevant article" in printed.out
     for stage in ("dense", "hybrid", "rerank", "final"):
         assert stage in printed.out
     metrics = json.loads(out.read_text())
-    assert {"dense", "hybrid", "rerank", "final", "meta"} <= set(metrics)
+    assert {"dense", "hybrid", "rerank", "final", "meta"} <= set(metrics) and "feedback" not in metrics
     for stage in ("dense", "hybrid", "rerank", "final"):
         assert metrics[stage]["queries"] == 3
         assert metrics[stage]["mrr@10"] == pytest.approx(1.0)
@@ -123,6 +123,47 @@ def test_fit_search_weights_fits_several_sets_at_once(eval_files, tmp_path, db, 
         call_command("evaluate_search", "--kb", str(kb_file), *pair, "--weights", str(tmp_path / "bad.json"))
 
 
+def test_a_feedback_file_adds_the_feedback_stage_and_final_uses_the_learned_questions(eval_files, tmp_path, kb, capsys):
+    kb_file, queries, qrels = eval_files
+    feedback = tmp_path / "feedback.tsv"
+    # Past tickets worded unlike the articles, marked by agents; none of them is a query.
+    feedback.write_text(
+        "text\tarticle_id\thelpful\n"
+        "Hi, you took 99 euros off me again for the yearly plan, I had quit! Thanks, Bob\tkb-refund\t1\n"
+        "the little lamp on the cam keeps flashing amber\tkb-offline\t1\n"
+        "the little lamp on the cam keeps flashing amber\tkb-shipping\t0\n"
+    )
+    queries.write_text(queries.read_text() + "q5\tyou took 99 euros off me for the yearly plan again\n")
+    qrels.write_text(qrels.read_text() + "q5\tkb-refund\t1\n")
+    out = tmp_path / "metrics.json"
+    call_command(
+        "evaluate_search",
+        *("--kb", str(kb_file), "--queries", str(queries), "--qrels", str(qrels)),
+        *("--feedback", str(feedback), "--json", str(out), "--cache", str(tmp_path / "cache.sqlite")),
+        "--rerank-depth",
+        "0",
+    )
+    metrics = json.loads(out.read_text())
+    assert {"dense", "hybrid", "rerank", "feedback", "final", "final_without_feedback"} <= set(metrics)
+    assert metrics["feedback"]["mrr@10"] == pytest.approx(1.0) and metrics["final"]["queries"] == 4
+    # Two past tickets are too few to fit on: the policy in force serves, its dense weight on feedback.
+    assert metrics["meta"]["guard"] == {"chosen": "in force", "held_out": {}, "n_tickets": 2}
+    assert not Article.objects.filter(title="ignored").exists()
+
+    bad = tmp_path / "bad_feedback.tsv"
+    for content, error in (
+        ("text\tarticle\n", "header text<TAB>article_id<TAB>helpful"),
+        ("text\tarticle_id\thelpful\nsome ticket\tkb-refund\tyes\n", "helpful must be 1 or 0"),
+        ("text\tarticle_id\thelpful\nsome ticket\tkb-nowhere\t1\n", "'kb-nowhere' is not in the KB"),
+    ):
+        bad.write_text(content)
+        with pytest.raises(CommandError, match=error):
+            call_command(
+                "evaluate_search",
+                *("--kb", str(kb_file), "--queries", str(queries), "--qrels", str(qrels), "--feedback", str(bad)),
+            )
+
+
 def test_bad_evaluation_files_are_named_with_their_line(eval_files, tmp_path, db):
     kb_file, queries, qrels = eval_files
     bad_queries = tmp_path / "bad.tsv"
@@ -143,7 +184,8 @@ def test_fitting_on_feedback_needs_enough_marked_tickets(kb, agent_alice):
     suggest_for_ticket(ticket, search_kwargs={"rerank_depth": 0})
     record_suggestion_feedback(ticket, kb["kb-refund"], helpful=True, agent=agent_alice)
     record_suggestion_feedback(ticket, kb["kb-password"], helpful=False, agent=agent_alice)
-    with pytest.raises(CommandError, match="only 1 labeled queries; need at least 20"):
+    with pytest.raises(CommandError, match="only 1 marked tickets; need at least 20"):
         call_command("fit_search_weights", "--from-feedback", "--store")
     call_command("fit_search_weights", "--from-feedback", "--store", "--min-queries", "1", "--step", "0.25")
-    assert FusionWeights.objects.get().source == "feedback"
+    # One ticket, one fold: nothing is held out that the fit could win on, so the policy in force stays.
+    assert not FusionWeights.objects.exists()

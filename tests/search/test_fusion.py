@@ -6,22 +6,24 @@ import random
 import numpy as np
 import pytest
 
-from search.fusion import (
-    STAGES,
-    FusionPolicy,
+from search.fitting import (
     LabeledSet,
     _query_objective,
-    active_weights,
-    combine,
     cross_fitted_metrics,
     fit_policy,
     fit_weights,
+    weight_grid,
+)
+from search.fusion import (
+    STAGES,
+    FusionPolicy,
+    active_weights,
+    combine,
     load_weights_file,
     normalise_weights,
     rank,
     stage_rankings,
     standardise,
-    weight_grid,
     weights_for,
 )
 from search.metrics import mrr_at_k, ndcg_at_k, recall_at_k, summarise
@@ -46,9 +48,7 @@ def test_combine_drops_stages_that_produced_nothing():
     scores = {"dense": {"a": 0.9, "b": 0.1}, "hybrid": {"a": 0.1, "b": 0.9}, "rerank": {}}
     only_dense = combine(scores, {"dense": 1, "hybrid": 0, "rerank": 5})
     assert only_dense["a"] > only_dense["b"]
-    assert normalise_weights({"dense": 0, "hybrid": 0}) == pytest.approx(
-        {s: 1 / 3 for s in ("dense", "hybrid", "rerank")}
-    )
+    assert normalise_weights({"dense": 0, "hybrid": 0}) == pytest.approx({s: 1 / 4 for s in STAGES})
 
 
 def _synthetic(n: int, rerank_helps: bool, seed: int = 0):
@@ -93,7 +93,8 @@ def test_the_newest_stored_weights_are_served(db, settings):
     FusionWeights.objects.create(weights={"dense": 2, "hybrid": 1, "rerank": 1}, source="feedback")
     policy, source = active_weights()
     assert policy.short_max_words is None
-    assert policy.for_words(3) == pytest.approx({"dense": 0.5, "hybrid": 0.25, "rerank": 0.25})
+    # Written without a feedback weight: its dense weight serves dense-with-learned-questions.
+    assert policy.for_words(3) == pytest.approx({"dense": 0, "hybrid": 0.25, "rerank": 0.25, "feedback": 0.5})
     assert source.startswith("feedback#")
 
 
@@ -153,14 +154,14 @@ def test_too_few_queries_on_one_side_fit_a_single_vector():
 
 def test_policies_round_trip_through_json_and_refuse_nonsense(tmp_path):
     policy = FusionPolicy(short={"rerank": 3, "dense": 1}, long={"dense": 1}, short_max_words=12)
-    assert policy.short == pytest.approx({"dense": 0.25, "hybrid": 0.0, "rerank": 0.75})
+    assert policy.short == pytest.approx({"dense": 0.25, "hybrid": 0.0, "rerank": 0.75, "feedback": 0.0})
     assert FusionPolicy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
     assert policy.for_query("card declined twice") == policy.short
     assert policy.for_query(" ".join(["word"] * 13)) == policy.long
     assert policy.regime(12) == "short" and FusionPolicy.single({"dense": 1}).regime(3) == "all"
     flat = FusionPolicy.from_json({"dense": 2, "hybrid": 2})
     assert flat.short_max_words is None and flat.for_words(1) == pytest.approx(
-        {"dense": 0.5, "hybrid": 0.5, "rerank": 0}
+        {"dense": 0, "hybrid": 0.5, "rerank": 0, "feedback": 0.5}
     )
     for bad in ({"short": {"dense": 1}}, {"dense": 1, "bm25": 1}, {"short_max_words": 0, "short": {}, "long": {}}):
         with pytest.raises(ValueError):
@@ -179,7 +180,7 @@ def test_a_stored_policy_is_served_by_query_length(db):
     policy, source = active_weights()
     assert source.startswith("labeled#")
     assert policy.for_query("refund please")["rerank"] == 1.0
-    assert policy.for_query("I was charged twice for the same order last week")["dense"] == 1.0
+    assert policy.for_query("I was charged twice for the same order last week")["feedback"] == 1.0
 
 
 def test_cross_fitting_a_gated_policy_uses_query_lengths():

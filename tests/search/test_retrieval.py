@@ -25,7 +25,9 @@ def test_a_ticket_finds_the_article_that_answers_it_at_every_stage(kb, embedder,
         assert max(scores, key=scores.get) == refund, stage
     best = result.top(1)[0]
     assert best.passage_text.startswith("Request a refund for a subscription charge\n\n")
-    assert set(best.stage_scores()) == {"dense", "hybrid", "rerank", "final"}
+    assert set(best.stage_scores()) == {"dense", "hybrid", "rerank", "feedback", "final"}
+    # Nothing learned yet: the feedback stage is the dense stage.
+    assert result.stage_scores["feedback"] == result.stage_scores["dense"]
 
 
 def test_a_query_with_no_text_is_refused(kb):
@@ -110,12 +112,12 @@ def test_a_length_gated_policy_ranks_each_query_with_the_weights_for_its_length(
 
     policy = FusionPolicy(short={"rerank": 1}, long={"dense": 1}, short_max_words=4)
     short = search("password reset", weights=policy)
-    assert short.weights == {"dense": 0.0, "hybrid": 0.0, "rerank": 1.0}
+    assert short.weights == {"dense": 0.0, "hybrid": 0.0, "rerank": 1.0, "feedback": 0.0}
     assert [h.article_id for h in short.top(3)] == sorted(
         short.stage_scores["rerank"], key=lambda a: -short.stage_scores["rerank"][a]
     )[:3]
     long = search("I forgot my password and the reset email never arrives", weights=policy)
-    assert long.weights == {"dense": 1.0, "hybrid": 0.0, "rerank": 0.0}
+    assert long.weights == {"dense": 1.0, "hybrid": 0.0, "rerank": 0.0, "feedback": 0.0}
     assert [h.article_id for h in long.top(3)] == sorted(
         long.stage_scores["dense"], key=lambda a: -long.stage_scores["dense"][a]
     )[:3]

@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
+from search.indexing import index_article, reindex_all, reindex_status
 from search.models import Article, Passage
-from search.services import (
-    delete_article,
-    index_article,
-    reindex_all,
-    reindex_status,
-    set_published,
-    upsert_article,
-)
+from search.services import delete_article, set_published, upsert_article
 
 
 def test_it_creates_then_finds_an_article_by_external_id_without_duplicating(teams):

@@ -20,6 +20,14 @@ class Command(BaseCommand):
         parser.add_argument("--kb", type=Path, required=True)
         parser.add_argument("--queries", type=Path, required=True)
         parser.add_argument("--qrels", type=Path, required=True)
+        parser.add_argument(
+            "--feedback",
+            type=Path,
+            help="agents' past marks, TSV with a header text<TAB>article_id<TAB>helpful: learned as questions "
+            "of the KB, adds the stage 'feedback', and final is the policy a deployment would serve after "
+            "fitting on these marks (guarded on marks held out of the fit)",
+        )
+        parser.add_argument("--save-features", type=Path, help="write every query's stage scores as JSON here")
         parser.add_argument("--json", dest="json_out", type=Path, help="write the metrics as JSON here")
         parser.add_argument("--weights", type=Path, help="fusion weights JSON (default: the ones the app serves)")
         parser.add_argument("--rerank-depth", type=int, help="default: SEARCH_RERANK_DEPTH (30)")
@@ -41,6 +49,8 @@ class Command(BaseCommand):
         kb,
         queries,
         qrels,
+        feedback,
+        save_features,
         json_out,
         weights,
         rerank_depth,
@@ -60,10 +70,12 @@ class Command(BaseCommand):
             latency_summary,
             load_qrels,
             load_queries,
+            without_feedback,
         )
+        from search.fitting import guarded_fit
         from search.fusion import active_weights, load_weights_file
 
-        for path in (kb, queries, qrels):
+        for path in (kb, queries, qrels, *([feedback] if feedback else [])):
             if not path.is_file():
                 raise CommandError(f"{path}: no such file")
         try:
@@ -72,11 +84,13 @@ class Command(BaseCommand):
         except EvaluationInputError as exc:
             raise CommandError(str(exc)) from None
         unlabeled = [q for q in query_texts if not any(g > 0 for g in labels.get(q, {}).values())]
-        if unlabeled:
-            self.stderr.write(f"{len(unlabeled)} query(ies) have no relevant article in the qrels and are skipped")
-            query_texts = {q: t for q, t in query_texts.items() if q not in unlabeled}
-        if not query_texts:
+        if len(unlabeled) == len(query_texts):
             raise CommandError("no query has a relevant article in the qrels")
+        if unlabeled:
+            self.stdout.write(
+                f"{len(unlabeled)} query(ies) have no relevant article: not in the ranking metrics, "
+                "counted as no-answer queries by the cutoff"
+            )
         try:
             fusion, source = (load_weights_file(weights), f"file:{weights}") if weights else active_weights()
         except ValueError as exc:
@@ -84,9 +98,10 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         try:
-            features, versions = features_for_files(
+            run = features_for_files(
                 kb,
                 query_texts,
+                feedback=feedback,
                 rerank_depth=rerank_depth,
                 dense_n=dense_n,
                 lexical_n=lexical_n,
@@ -95,10 +110,19 @@ class Command(BaseCommand):
             )
         except EvaluationInputError as exc:
             raise CommandError(str(exc)) from None
-        metrics = evaluate(features, labels, fusion)
+        features, versions = run.features, run.versions
+        served, guard = fusion, None
+        if run.marks is not None:
+            guard = guarded_fit(run.marks, fusion)
+            served = guard.policy
+        metrics = evaluate(features, labels, served)
+        if run.marks is None:
+            del metrics["feedback"]  # the dense stage itself when nothing was learned
+        else:
+            metrics["final_without_feedback"] = evaluate(without_feedback(features), labels, fusion)["final"]
         fold_weights = []
         if cross_fit:
-            from search.fusion import cross_fitted_metrics
+            from search.fitting import cross_fitted_metrics
 
             metrics["final_cv"], fold_policies = cross_fitted_metrics(
                 features.scores,
@@ -110,14 +134,20 @@ class Command(BaseCommand):
             fold_weights = [p.to_json() for p in fold_policies]
         self.stdout.write("")
         self.stdout.write(format_table(metrics))
-        self.stdout.write(f"final = fused stages with weights {fusion.describe()} ({source})")
+        self.stdout.write(f"final = fused stages with weights {served.describe()} ({source})")
+        if guard is not None:
+            held = ", ".join(f"{k} {v:.4f}" for k, v in guard.held_out.items())
+            self.stdout.write(
+                f"fitted on {guard.n_queries} past tickets' marks; served: {guard.chosen} "
+                f"(held-out objective: {held or 'too few marks to fit'})"
+            )
         if fusion.short_max_words is not None:
             short = sum(1 for q in features.scores if fusion.regime(features.words[q]) == "short")
             self.stdout.write(
                 f"queries by length: {short} short (≤{fusion.short_max_words} words), "
                 f"{len(features.scores) - short} longer"
             )
-        best = max(("dense", "hybrid", "rerank"), key=lambda s: metrics[s]["mrr@10"])
+        best = max(("dense", "hybrid", "rerank", "feedback"), key=lambda s: metrics.get(s, {}).get("mrr@10", -1))
         self.stdout.write(
             f"best single stage by MRR@10: {best} ({metrics[best]['mrr@10']:.4f}); final "
             f"{metrics['final']['mrr@10']:.4f} ({metrics['final']['mrr@10'] - metrics[best]['mrr@10']:+.4f}); "
@@ -128,6 +158,12 @@ class Command(BaseCommand):
                 f"final_cv: weights fitted on this set, {cross_fit}-fold cross-fitted; fold weights "
                 + " | ".join(p.describe() for p in fold_policies)
             )
+        if save_features:
+            save_features.parent.mkdir(parents=True, exist_ok=True)
+            dump = {"scores": features.scores, "words": features.words, "qrels": labels}
+            if run.marks is not None:
+                dump["marks"] = {"scores": run.marks.features, "words": run.marks.words, "qrels": run.marks.qrels}
+            save_features.write_text(json.dumps(dump))
         if json_out:
             payload = {
                 **metrics,
@@ -135,8 +171,14 @@ class Command(BaseCommand):
                     "kb": str(kb),
                     "queries": str(queries),
                     "qrels": str(qrels),
-                    "weights": fusion.to_json(),
+                    "weights": served.to_json(),
                     "weights_source": source,
+                    "weights_in_force": fusion.to_json(),
+                    "feedback": str(feedback) if feedback else None,
+                    "guard": {"chosen": guard.chosen, "held_out": guard.held_out, "n_tickets": guard.n_queries}
+                    if guard
+                    else None,
+                    "no_answer_queries": len(unlabeled),
                     "cross_fit_fold_weights": fold_weights,
                     **versions,
                     "latency": latency_summary(features),

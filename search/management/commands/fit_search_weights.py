@@ -55,7 +55,7 @@ class Command(BaseCommand):
         **options,
     ):
         from search.evaluation import EvaluationInputError, format_table
-        from search.fusion import fit_policy
+        from search.fitting import fit_policy
         from search.models import FusionWeights
 
         if not (store or output):
@@ -68,8 +68,7 @@ class Command(BaseCommand):
             raise CommandError("--short-max-words must be 0 (one vector) or a positive number of words")
         try:
             if from_feedback:
-                sets, versions, fitted_on = self._feedback_sets(rerank_depth)
-                source = "feedback"
+                return self._refit_from_marks(min_queries, rerank_depth, store, output, step)
             else:
                 sets, versions, fitted_on = self._labeled_sets(kb, queries, qrels, rerank_depth, cache)
                 source = "labeled"
@@ -114,7 +113,7 @@ class Command(BaseCommand):
 
     def _labeled_sets(self, kbs, queries, qrels, rerank_depth, cache):
         from search.evaluation import default_cache_path, features_for_files, load_qrels, load_queries
-        from search.fusion import LabeledSet
+        from search.fitting import LabeledSet
 
         if not (kbs and queries and qrels):
             raise CommandError("--kb, --queries and --qrels go together")
@@ -133,40 +132,32 @@ class Command(BaseCommand):
                 q: t for q, t in load_queries(queries_path).items() if any(g > 0 for g in labels.get(q, {}).values())
             }
             self.stdout.write(f"set {queries_path}:")
-            features, versions = features_for_files(
+            run = features_for_files(
                 kb_path, texts, rerank_depth=rerank_depth, cache=cache or default_cache_path(), log=self.stdout.write
             )
+            features, versions = run.features, run.versions
             name = str(queries_path) if len(set(queries)) == len(queries) else f"{queries_path}#{len(sets) + 1}"
             sets.append(LabeledSet(name, features.scores, labels, features.words))
             described.append(f"{kb_path} / {queries_path}")
         return sets, versions, "; ".join(described)
 
-    def _feedback_sets(self, rerank_depth):
-        """Tickets with at least one helpful mark, searched against the live knowledge base.
+    def _refit_from_marks(self, min_queries, rerank_depth, store, output, step):
+        """The deployment's own refit (as the daily task runs it), on the rolling window of marks."""
+        from search.adapt import refit_from_marks
 
-        The latest mark per (ticket, article) wins; not-helpful marks are explicit grade-0 labels.
-        """
-        from mlops.inference.encoders import get_cross_encoder, get_embedder
-        from search.evaluation import collect_features
-        from search.fusion import LabeledSet
-        from search.models import Article, SuggestionFeedback
-
-        latest: dict[str, dict[str, int]] = {}
-        for ticket_id, article_id, helpful in SuggestionFeedback.objects.order_by("created_at", "id").values_list(
-            "ticket_id", "article_id", "helpful"
-        ):
-            latest.setdefault(str(ticket_id), {})[str(article_id)] = int(helpful)
-        labels = {t: marks for t, marks in latest.items() if any(marks.values())}
-        if not labels:
-            raise CommandError("no ticket has a helpful mark yet")
-        from triage.models import Ticket
-
-        texts = {str(t.pk): t.text for t in Ticket.objects.filter(pk__in=[int(t) for t in labels])}
-        id_map = {pk: str(pk) for pk in Article.objects.values_list("pk", flat=True)}
-        embedder, cross_encoder = get_embedder(), get_cross_encoder()
-        features = collect_features(
-            texts, id_map, embedder=embedder, cross_encoder=cross_encoder, rerank_depth=rerank_depth
-        )
-        versions = {"embedder": embedder.version, "reranker": cross_encoder.version}
-        feedback = LabeledSet("feedback", features.scores, labels, features.words)
-        return [feedback], versions, f"feedback on {len(texts)} tickets"
+        refit = refit_from_marks(min_tickets=min_queries, rerank_depth=rerank_depth, store=store, step=step)
+        guard = refit.guard
+        if not guard.held_out:
+            raise CommandError(f"only {guard.n_queries} marked tickets; need at least {min_queries} (--min-queries)")
+        self.stdout.write(f"{guard.n_queries} marked tickets; held-out objective (MRR@10 + ½·NDCG@10):")
+        for name, value in guard.held_out.items():
+            self.stdout.write(f"  {name:<9} {value:.4f}")
+        self.stdout.write(f"served: {guard.chosen} — {guard.policy.describe()}")
+        if output:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"weights": guard.policy.to_json(), "source": "feedback", "chosen": guard.chosen}
+            output.write_text(json.dumps({**payload, "held_out": guard.held_out, **refit.versions}, indent=2) + "\n")
+        if refit.stored is not None:
+            self.stdout.write(self.style.SUCCESS(f"stored as the active weights (FusionWeights #{refit.stored.pk})"))
+        elif store:
+            self.stdout.write("the policy in force stays: nothing stored")

@@ -45,7 +45,7 @@ class Command(BaseCommand):
             )
         )
         if sync and written:
-            from search.services import index_article
+            from search.indexing import index_article
 
             outcomes: dict[str, int] = {}
             for done, pk in enumerate(written, start=1):

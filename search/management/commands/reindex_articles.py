@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="after queueing, print progress until done")
 
     def handle(self, *args, force, include_failed, sync, status, wait, **options):
-        from search.services import reindex_all, reindex_status
+        from search.indexing import reindex_all, reindex_status
         from search.tasks import configured_embedder_version
 
         version = configured_embedder_version()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import random
+
+from search.fitting import LabeledSet, guarded_fit
+from search.fusion import FusionPolicy
+
+
+def marks(n: int, *, feedback_knows: bool, dense_quality: float = 0.5, seed: int = 0) -> LabeledSet:
+    """Marked tickets with 15 candidate articles, 'r' the helpful one. The feedback stage either
+    knows the answer (learned questions of similar tickets) or is dense plus noise."""
+    rng = random.Random(seed)
+    features, qrels = {}, {}
+    for i in range(n):
+        candidates = [f"a{j}" for j in range(14)] + ["r"]
+        dense = {c: rng.random() for c in candidates}
+        if rng.random() < dense_quality:
+            dense["r"] = max(dense.values()) + 0.01
+        hybrid = {c: v + rng.gauss(0, 0.3) for c, v in dense.items()}
+        if feedback_knows:
+            feedback = {**dense, "r": max(dense.values()) + 0.2}
+        else:
+            feedback = {c: v + rng.gauss(0, 0.5) for c, v in dense.items()}
+        features[f"t{i}"] = {"dense": dense, "hybrid": hybrid, "rerank": {}, "feedback": feedback}
+        qrels[f"t{i}"] = {"r": 1}
+    return LabeledSet("feedback", features, qrels, {q: 30 for q in features})
+
+
+IN_FORCE = FusionPolicy.single({"dense": 0.7, "hybrid": 0.3}).learning()
+
+
+def test_a_fit_on_marks_that_teach_something_is_served():
+    guard = guarded_fit(marks(80, feedback_knows=True), IN_FORCE, step=0.25)
+    assert guard.chosen == "fitted"
+    assert guard.held_out["fitted"] > guard.held_out["in force"]
+    assert guard.policy.long["feedback"] >= 0.5
+
+
+def test_marks_that_teach_nothing_leave_the_policy_in_force():
+    guard = guarded_fit(
+        marks(80, feedback_knows=False, dense_quality=0.9, seed=1), FusionPolicy.single({"dense": 1}), step=0.25
+    )
+    assert guard.chosen in ("in force", "dense")
+    assert guard.held_out["in force"] >= max(guard.held_out[s] for s in ("hybrid", "feedback"))
+
+
+def test_the_served_ranking_is_never_below_the_best_single_stage_on_held_out_marks():
+    # A policy in force that trusts the noisy stage: the guard serves something at least as good as dense.
+    bad = FusionPolicy.single({"hybrid": 1.0, "feedback": 0.0})
+    guard = guarded_fit(marks(80, feedback_knows=False, dense_quality=0.9, seed=2), bad, step=0.25)
+    assert guard.chosen != "in force"
+    served = guard.held_out["fitted"] if guard.chosen == "fitted" else guard.held_out[guard.chosen]
+    assert served >= guard.held_out["dense"]
+
+
+def test_too_few_marked_tickets_fit_nothing():
+    guard = guarded_fit(marks(10, feedback_knows=True), IN_FORCE, min_queries=30)
+    assert (guard.chosen, guard.held_out, guard.n_queries) == ("in force", {}, 10)
