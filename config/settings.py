@@ -201,6 +201,14 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 TRIAGE_STUCK_AFTER_SECONDS = env_int("TRIAGE_STUCK_AFTER_SECONDS", 300, minimum=1)
+# Routing decisions (triage/routing.py): how far the top team must lead the second for a suggestion, and
+# the attempts before a ticket goes to needs-triage undecided.
+TRIAGE_SUGGEST_MARGIN = env_float("TRIAGE_SUGGEST_MARGIN", 0.10, lo=0.0, hi=1.0)
+TRIAGE_MAX_ROUTING_ATTEMPTS = env_int("TRIAGE_MAX_ROUTING_ATTEMPTS", 5, minimum=1)
+# Test hooks, honoured only when TRIAGE_ENV=test: routing sleeps this long on a ticket's first attempts so
+# that a test can kill the worker mid-task.
+TRIAGE_TEST_ROUTING_DELAY = env_float("TRIAGE_TEST_ROUTING_DELAY", 0.0, lo=0.0, hi=3600.0)
+TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS = env_int("TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS", 1, minimum=0)
 
 # --- Models and inference -------------------------------------------------------------------
 # Hub ids or local paths. Offline, the packaged models are the defaults (see mlops/inference).
@@ -217,6 +225,11 @@ TRIAGE_RERANKER_BACKEND = env_choice("TRIAGE_RERANKER_BACKEND", "auto", ("auto",
 TRIAGE_RERANKER_DTYPE = env_choice("TRIAGE_RERANKER_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16", "int8"))
 TRIAGE_ROUTING_SCORER = env_str("TRIAGE_ROUTING_SCORER", "auto")
 TRIAGE_INFERENCE_DEVICE = env_str("TRIAGE_INFERENCE_DEVICE", "auto")
+# The Hugging Face libraries' own offline switches (they read them too): the start-up check then says a
+# hub id that is not cached cannot load, rather than that it will be downloaded.
+TRIAGE_MODELS_OFFLINE = env_bool("HF_HUB_OFFLINE", False) or env_bool("TRANSFORMERS_OFFLINE", False)
+# Load the models when a worker process starts (before its first task); 0 loads them on first use.
+TRIAGE_WARM_MODELS = env_bool("TRIAGE_WARM_MODELS", True)
 TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket is about {}.")
 TRIAGE_TARGET_PRECISION = env_float("TRIAGE_TARGET_PRECISION", 0.9, lo=0.0, hi=1.0)
 TRIAGE_ARTIFACTS_DIR = Path(env_str("TRIAGE_ARTIFACTS_DIR", str(BASE_DIR / "artifacts")) or "artifacts")

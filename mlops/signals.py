@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from celery.signals import worker_process_init
 
@@ -12,7 +11,9 @@ logger = logging.getLogger(__name__)
 
 @worker_process_init.connect
 def warm_models(**_kwargs) -> None:
-    if os.environ.get("TRIAGE_WARM_MODELS", "1") in ("0", "false", "no"):
+    from django.conf import settings
+
+    if not settings.TRIAGE_WARM_MODELS:
         return
     try:
         from mlops.inference.warm import warm_all

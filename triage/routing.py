@@ -21,7 +21,6 @@ Teams in mode ``off`` are not scored at all.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,24 +36,6 @@ from .models import Prediction, Team, Ticket
 from .signals import ticket_decided
 
 logger = logging.getLogger(__name__)
-
-
-def _setting(name: str, default, parse):
-    """A routing setting from Django settings, else the environment (typed, refusing bad values)."""
-    value = getattr(settings, name, None)
-    return value if value is not None else parse(name, default)
-
-
-def suggest_margin() -> float:
-    from config.settings import env_float
-
-    return float(_setting("TRIAGE_SUGGEST_MARGIN", 0.10, lambda n, d: env_float(n, d, lo=0.0, hi=1.0)))
-
-
-def max_routing_attempts() -> int:
-    from config.settings import env_int
-
-    return int(_setting("TRIAGE_MAX_ROUTING_ATTEMPTS", 5, lambda n, d: env_int(n, d, minimum=1)))
 
 
 def stuck_after() -> timedelta:
@@ -94,7 +75,7 @@ def decide(scores: dict[str, float], teams: dict[str, Team], *, margin: float | 
     """
     if not scores:
         raise ValueError("no scores to decide from")
-    margin = suggest_margin() if margin is None else margin
+    margin = settings.TRIAGE_SUGGEST_MARGIN if margin is None else margin
     ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
     top_slug, top = ranked[0]
     second = ranked[1][1] if len(ranked) > 1 else 0.0
@@ -141,8 +122,8 @@ def _test_delay(ticket: Ticket) -> None:
     """
     if settings.TRIAGE_ENV != "test":
         return
-    delay = float(os.environ.get("TRIAGE_TEST_ROUTING_DELAY", "0") or 0)
-    attempts = int(os.environ.get("TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS", "1") or 1)
+    delay = settings.TRIAGE_TEST_ROUTING_DELAY
+    attempts = settings.TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS
     if delay > 0 and ticket.routing_attempts <= attempts:
         logger.info("ticket %s: test delay of %s s (attempt %s)", ticket.pk, delay, ticket.routing_attempts)
         time.sleep(delay)
@@ -162,7 +143,7 @@ def route_ticket(ticket_id: int) -> Prediction | None:
     ticket = claim_ticket(ticket_id)
     if ticket is None:
         return None
-    if ticket.routing_attempts > max_routing_attempts():
+    if ticket.routing_attempts > settings.TRIAGE_MAX_ROUTING_ATTEMPTS:
         give_up_routing(ticket_id, f"gave up after {ticket.routing_attempts - 1} routing attempts")
         return None
     teams = routable_teams()
@@ -274,7 +255,7 @@ def requeue_stuck_tickets(*, older_than: timedelta | None = None, limit: int = 5
             app.send_task("triage.tasks.route_ticket_task", args=[ticket_id], queue="inference")
 
     ids = stuck_tickets(older_than=older_than, limit=limit)
-    attempts = max_routing_attempts()
+    attempts = settings.TRIAGE_MAX_ROUTING_ATTEMPTS
     exhausted = set(Ticket.objects.filter(pk__in=ids, routing_attempts__gte=attempts).values_list("pk", flat=True))
     for ticket_id in exhausted:
         give_up_routing(ticket_id, f"gave up after {attempts} routing attempts (the worker never finished)")

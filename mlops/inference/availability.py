@@ -15,12 +15,6 @@ from django.core import checks
 from .encoders import ModelUnavailable, resolve_model_ref
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") or os.environ.get(
-        "TRANSFORMERS_OFFLINE", ""
-    ).strip().lower() in ("1", "true", "yes", "on")
-
-
 def probe_model(ref: str) -> tuple[bool, str]:
     """``(True, "")`` when ``ref`` is a local model or in the Hugging Face cache (or can be fetched),
     else ``(False, reason)``."""
@@ -47,7 +41,7 @@ def probe_model(ref: str) -> tuple[bool, str]:
         cached = None
     if isinstance(cached, str):
         return True, ""
-    if _offline():
+    if settings.TRIAGE_MODELS_OFFLINE:
         return False, "not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE=1"
     return True, "not cached yet; it will be downloaded on first use"
 

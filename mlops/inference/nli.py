@@ -50,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from .encoders import ModelUnavailable, _fingerprint, onnx_session, padded_batches, resolve_device, resolve_dtype
+from .encoders import ModelUnavailable, _fingerprint, padded_batches, resolve_device, resolve_dtype
+from .onnx_graphs import onnx_session
 from .scorers import (
     DEFAULT_TEMPLATE,
     HEAD_FRACTION,

@@ -28,8 +28,8 @@ def test_the_start_up_check_warns_when_the_nli_model_cannot_load(settings, tmp_p
     assert warning.msg.endswith("; routing with ensemble")
 
 
-def test_a_hub_id_that_is_not_cached_offline_is_reported(settings, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_a_hub_id_that_is_not_cached_offline_is_reported(settings):
+    settings.TRIAGE_MODELS_OFFLINE = True  # HF_HUB_OFFLINE=1
     settings.TRIAGE_ROUTING_SCORER = "nli"
     settings.TRIAGE_NLI_MODEL = "someone/nli-model-that-is-not-cached"
     (warning,) = check_routing_models()

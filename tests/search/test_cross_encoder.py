@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from mlops.inference import encoders
+from mlops.inference import encoders, onnx_graphs
 from mlops.inference.encoders import PACKAGED_RERANKER, CrossEncoder, ModelUnavailable
 
 QUERY = "I was charged twice for my subscription this month, please refund one of the charges"
@@ -62,7 +62,7 @@ def test_the_float32_graph_has_no_quantized_operators_left():
     import onnx
 
     path = Path(encoders.resolve_model_ref(PACKAGED_RERANKER)) / "model.onnx"
-    ops = {n.op_type for n in onnx.load_from_string(encoders.float32_graph_from_dynamic_int8(path)).graph.node}
+    ops = {n.op_type for n in onnx.load_from_string(onnx_graphs.float32_graph_from_dynamic_int8(path)).graph.node}
     assert "MatMul" in ops
     assert not ops & {"MatMulInteger", "DynamicQuantizeLinear"}
 
@@ -139,8 +139,8 @@ def test_an_onnx_file_that_is_not_a_quantized_bert_is_refused_on_torch(tmp_path)
     )
     onnx.save(helper.make_model(graph), tmp_path / "model.onnx")
     with pytest.raises(ModelUnavailable):
-        encoders.dequantized_bert_from_onnx(tmp_path / "model.onnx")
+        onnx_graphs.dequantized_bert_from_onnx(tmp_path / "model.onnx")
     with pytest.raises(ModelUnavailable, match="not a dynamic-int8 export"):
-        encoders.float32_graph_from_dynamic_int8(tmp_path / "model.onnx")
+        onnx_graphs.float32_graph_from_dynamic_int8(tmp_path / "model.onnx")
     with pytest.raises(ModelUnavailable, match="not a dynamic-int8 export"):
         encoders.CrossEncoderONNX(str(tmp_path), dtype="int8")
