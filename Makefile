@@ -56,7 +56,8 @@ web: venv
 	@echo "  Triage is at http://$(HOST):$(PORT)/  (health: http://$(HOST):$(PORT)/healthz)"
 	@echo "  Log in as admin / triage-admin (admin) or agent / triage-agent (agent)."
 	@echo ""
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	@# DEBUG is off unless asked for; the development server asks (DJANGO_DEBUG=0 make web to see production pages).
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
 
 run: demo worker web
 

@@ -31,6 +31,9 @@ _RC = {
     "axes.spines.right": False,
 }
 _XML_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
+# matplotlib's one <style> element (stroke joins and caps); the Content-Security-Policy refuses inline
+# <style>, so the same rule lives in static/learning/pages.css.
+_STYLE_ELEMENT = re.compile(r"<style[^>]*>.*?</style>", re.DOTALL)
 ACCENT = "#2563eb"
 WARN = "#dc2626"
 MUTED = "#6b7280"
@@ -66,7 +69,7 @@ def _svg(fig: Figure, label: str) -> str:
     buffer = io.StringIO()
     with matplotlib.rc_context(_RC):
         fig.savefig(buffer, format="svg", bbox_inches="tight")
-    svg = _XML_PROLOGUE.sub("", buffer.getvalue(), count=1)
+    svg = _STYLE_ELEMENT.sub("", _XML_PROLOGUE.sub("", buffer.getvalue(), count=1), count=1)
     # Screen readers announce the plot by its label; the table beside it carries the numbers.
     safe = label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
     return svg.replace("<svg ", f'<svg role="img" aria-label="{safe}" class="plot" ', 1)

@@ -11,7 +11,8 @@ Reuse them in any browser test (mark it ``@pytest.mark.browser``; the live serve
 - ``screenshot(page, name)``: save a PNG under ``tests/screenshots/<module>/<test>/`` (git-ignored) and
   return its path; a failing test also saves ``FAILED.png`` of each page it opened.
 
-JavaScript errors on a page fail the test that opened it (``page.js_errors`` lists them).
+JavaScript errors on a page, and anything the Content-Security-Policy refused, fail the test that opened it
+(``page.js_errors`` lists them).
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ def new_page(request, browser, live_server) -> Iterator[Callable]:
         page = context.new_page()
         page.js_errors = []
         page.on("pageerror", lambda error: page.js_errors.append(str(error)))
+        # The browser refuses what the Content-Security-Policy forbids and only says so on the console.
+        page.on(
+            "console",
+            lambda message: page.js_errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None,
+        )
         contexts.append((context, page))
         return page
 
