@@ -18,7 +18,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("TRIAGE_DATA_DIR", BASE_DIR / ".data")).resolve()
+DATA_DIR = Path(os.environ.get("TRIAGE_DATA_DIR") or BASE_DIR / ".data").resolve()
 
 
 def postgres_url(database: str) -> str:

@@ -16,6 +16,9 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from config import hub
+from config.embedded import DATA_DIR
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -239,14 +242,30 @@ TRIAGE_RERANKER_BACKEND = env_choice("TRIAGE_RERANKER_BACKEND", "auto", ("auto",
 TRIAGE_RERANKER_DTYPE = env_choice("TRIAGE_RERANKER_DTYPE", "auto", ("auto", "float32", "bfloat16", "float16", "int8"))
 TRIAGE_ROUTING_SCORER = env_str("TRIAGE_ROUTING_SCORER", "auto")
 TRIAGE_INFERENCE_DEVICE = env_str("TRIAGE_INFERENCE_DEVICE", "auto")
-# The Hugging Face libraries' own offline switches (they read them too): the start-up check then says a
-# hub id that is not cached cannot load, rather than that it will be downloaded.
-TRIAGE_MODELS_OFFLINE = env_bool("HF_HUB_OFFLINE", False) or env_bool("TRANSFORMERS_OFFLINE", False)
 # Load the models when a worker process starts (before its first task); 0 loads them on first use.
 TRIAGE_WARM_MODELS = env_bool("TRIAGE_WARM_MODELS", True)
 TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket is about {}.")
 TRIAGE_TARGET_PRECISION = env_float("TRIAGE_TARGET_PRECISION", 0.9, lo=0.0, hi=1.0)
-TRIAGE_ARTIFACTS_DIR = Path(env_str("TRIAGE_ARTIFACTS_DIR", str(BASE_DIR / "artifacts")) or "artifacts")
+# Trained models live with the rest of the data (TRIAGE_DATA_DIR, .data/ by default), never in the source tree.
+# TRIAGE_DATA_DIR is read in config/embedded.py, which `make stop` uses without Django.
+TRIAGE_DATA_DIR = DATA_DIR
+TRIAGE_ARTIFACTS_DIR = Path(env_str("TRIAGE_ARTIFACTS_DIR") or TRIAGE_DATA_DIR / "artifacts").resolve()
+
+# Offline unless a model setting above names a hub model and the hub answers one request within
+# TRIAGE_HUB_CHECK_SECONDS (config/hub.py): decided once per process, before any library reads it.
+# An explicit HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) wins and skips the check.
+HF_ENDPOINT = env_str("HF_ENDPOINT") or hub.DEFAULT_ENDPOINT
+TRIAGE_HUB_CHECK_SECONDS = env_float("TRIAGE_HUB_CHECK_SECONDS", 1.5, lo=0.0, hi=30.0)
+_HUB = hub.decide(
+    [TRIAGE_NLI_MODEL, TRIAGE_EMBEDDER_MODEL, TRIAGE_RERANKER_MODEL],
+    explicit=env_str("HF_HUB_OFFLINE") or env_str("TRANSFORMERS_OFFLINE"),
+    endpoint=HF_ENDPOINT,
+    timeout=TRIAGE_HUB_CHECK_SECONDS,
+)
+hub.apply(_HUB)
+# Offline, a hub id that is not cached cannot load (the start-up check and the status line say so).
+TRIAGE_MODELS_OFFLINE = _HUB.offline
+TRIAGE_HUB_REASON = _HUB.reason  # shown to admins beside a model that could not load
 
 # --- Knowledge-base search (search/; search/README.md explains each stage) ----------------------
 # Passages from the HNSW index and from full-text search per query (0: full-text off).

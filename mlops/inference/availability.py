@@ -42,7 +42,8 @@ def probe_model(ref: str) -> tuple[bool, str]:
     if isinstance(cached, str):
         return True, ""
     if settings.TRIAGE_MODELS_OFFLINE:
-        return False, "not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE=1"
+        reason = settings.TRIAGE_HUB_REASON
+        return False, f"not a local directory and not in the Hugging Face cache, and the hub is off ({reason})"
     return True, "not cached yet; it will be downloaded on first use"
 
 

@@ -57,9 +57,13 @@ def _settings() -> Any:
 
 
 def build_nli_scorer() -> Scorer:
+    from .availability import probe_model
     from .nli import NLIScorer
 
     s = _settings()
+    loadable, reason = probe_model(s.TRIAGE_NLI_MODEL)
+    if not loadable:  # our reason (e.g. "the hub is off"), not transformers' advice to check the network
+        raise ModelUnavailable(f"NLI model {s.TRIAGE_NLI_MODEL!r} could not be loaded ({reason})")
     return NLIScorer(
         s.TRIAGE_NLI_MODEL,
         template=s.TRIAGE_HYPOTHESIS_TEMPLATE,

@@ -29,11 +29,12 @@ def test_the_start_up_check_warns_when_the_nli_model_cannot_load(settings, tmp_p
 
 
 def test_a_hub_id_that_is_not_cached_offline_is_reported(settings):
-    settings.TRIAGE_MODELS_OFFLINE = True  # HF_HUB_OFFLINE=1
+    settings.TRIAGE_MODELS_OFFLINE = True
+    settings.TRIAGE_HUB_REASON = "https://huggingface.co did not answer within 1.5 s"
     settings.TRIAGE_ROUTING_SCORER = "nli"
     settings.TRIAGE_NLI_MODEL = "someone/nli-model-that-is-not-cached"
     (warning,) = check_routing_models()
-    assert "not in the Hugging Face cache, and HF_HUB_OFFLINE=1" in warning.msg
+    assert "not in the Hugging Face cache, and the hub is off (https://huggingface.co did not answer" in warning.msg
 
 
 def test_no_warning_for_a_local_nli_model_or_an_offline_scorer(settings, nli_models):
