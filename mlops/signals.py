@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def refuse_a_device_it_does_not_have(**_kwargs) -> None:
+    """A worker asked to infer on CUDA without a CUDA build or GPU stops at start, saying why, instead
+    of failing (or silently crawling on the CPU) at its first task. Celery logs and swallows exceptions
+    from signal handlers; SystemExit is not one of them, so the worker exits."""
+    from mlops.inference.availability import inference_device_problem
+
+    problem = inference_device_problem()
+    if problem:
+        logger.critical("refusing to start: %s", problem)
+        raise SystemExit(f"refusing to start: {problem}")
 
 
 @worker_process_init.connect

@@ -1,5 +1,8 @@
 """Cheap answers to "can this model load here?", without loading it (no torch, no transformers).
 
+The one exception is ``inference_device_problem``: it imports torch, and only when the settings ask
+for a CUDA device, which only inference workers do.
+
 Used by the start-up system check and the routing status line that web pages show; the worker, which
 really loads the models, reports what it found in ``mlops.ScorerHealth``.
 """
@@ -93,3 +96,38 @@ def check_routing_models(app_configs=None, **kwargs) -> list[checks.CheckMessage
             id="mlops.W001",
         )
     ]
+
+
+def inference_device_problem(device: str | None = None) -> str:
+    """Why ``TRIAGE_INFERENCE_DEVICE`` cannot be used here ("" when it can): a CUDA device asked of a
+    torch build without CUDA (the CPU wheel of the web image), or of a machine where torch sees no GPU."""
+    device = (device if device is not None else settings.TRIAGE_INFERENCE_DEVICE) or "auto"
+    if not device.startswith("cuda"):
+        return ""
+    try:
+        import torch
+    except ImportError:
+        return f"TRIAGE_INFERENCE_DEVICE={device} but torch is not installed"
+    if not torch.version.cuda:
+        return (
+            f"TRIAGE_INFERENCE_DEVICE={device} but torch {torch.__version__} is a build without CUDA: run the "
+            "inference image (docker build --target inference-cuda) or set TRIAGE_INFERENCE_DEVICE=cpu or auto"
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":", 1)[1]) if ":" in device and device.split(":", 1)[1].isdigit() else 0
+    if count == 0:
+        return (
+            f"TRIAGE_INFERENCE_DEVICE={device} but torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU: "
+            "give the container a GPU (compose deploy.resources.reservations.devices and the NVIDIA container "
+            "toolkit) or set TRIAGE_INFERENCE_DEVICE=cpu or auto"
+        )
+    if index >= count:
+        return f"TRIAGE_INFERENCE_DEVICE={device} but torch sees {count} GPU(s) (cuda:0 to cuda:{count - 1})"
+    return ""
+
+
+@checks.register("models")
+def check_inference_device(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Refuse a CUDA inference device that this build or machine does not have (workers check it too)."""
+    problem = inference_device_problem()
+    return [checks.Error(problem, id="mlops.E002")] if problem else []
