@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from triage.roles import INTEGRATIONS, is_admin, is_agent
+from triage.roles import INTEGRATIONS, group_names, is_admin, is_agent
 
 from .models import ApiToken
 
@@ -38,7 +38,7 @@ def granted_roles(request) -> frozenset[str]:
             held.add(ADMIN)
         if is_agent(user):
             held.add(AGENT)
-        if held or user.groups.filter(name=INTEGRATIONS).exists():
+        if held or INTEGRATIONS in group_names(user):
             held.add(INTAKE)
     token = request.auth if isinstance(request.auth, ApiToken) else None
     roles = frozenset(held & SCOPE_GRANTS[token.scope]) if token is not None else frozenset(held)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import IntegrityError
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Prefetch, Subquery
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from mlops.models import ModelVersion
 from search import services as search_services
 from search.models import Article
-from triage.models import Prediction, Team, Ticket
+from triage.models import Correction, Prediction, Team, Ticket
 from triage.services import accept_routing, correct_routing, create_ticket
 from triage.team_services import set_team_routing
 
@@ -115,11 +115,16 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
 
     def get_queryset(self):
         latest = Prediction.objects.filter(ticket=OuterRef("pk")).newest_first().values("decision")[:1]
-        return (
+        tickets = (
             Ticket.objects.select_related("team")
             .annotate(latest_decision=Subquery(latest))
             .order_by("-created_at", "-pk")
         )
+        if self.action == "retrieve":
+            # The labels with their teams and agent in one query, not three per label.
+            labels = Correction.objects.select_related("from_team", "to_team", "agent")
+            tickets = tickets.prefetch_related(Prefetch("corrections", queryset=labels))
+        return tickets
 
     def list(self, request, *args, **kwargs):
         # A plain dict, not the QueryDict: DRF reads an empty form value as "not given", so

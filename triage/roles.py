@@ -5,8 +5,9 @@ Views use the decorators and mixins here so that a role check is written once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import AccessMixin
@@ -17,13 +18,27 @@ ADMINS = "admins"
 INTEGRATIONS = "integrations"
 
 
+def group_names(user: Any) -> frozenset[str]:
+    """The names of the user's groups, read with one query and kept on this user object.
+
+    Every role check of a request reads them (an API request asks up to four questions), and the
+    request's user object lives as long as the request; code that changes a user's groups and asks
+    again should ask about a fresh object (``User.objects.get``).
+    """
+    cached = getattr(user, "_triage_group_names", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("name", flat=True)) if user.is_authenticated else frozenset()
+        user._triage_group_names = cached
+    return cached
+
+
 def is_admin(user: Any) -> bool:
-    return bool(user.is_authenticated and (user.is_superuser or user.groups.filter(name=ADMINS).exists()))
+    return bool(user.is_authenticated and (user.is_superuser or ADMINS in group_names(user)))
 
 
 def is_agent(user: Any) -> bool:
     """Admins can do everything agents can."""
-    return bool(user.is_authenticated and (is_admin(user) or user.groups.filter(name=AGENTS).exists()))
+    return bool(user.is_authenticated and (is_admin(user) or AGENTS in group_names(user)))
 
 
 def _role_required(check: Callable[[Any], bool]) -> Callable:

@@ -1,0 +1,61 @@
+"""The ticket list and detail cost a fixed number of queries, however many rows they show."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.api.realistic import SUGGESTIONS_PER_TICKET, build_help_desk
+from triage.models import Correction, Ticket
+
+# Token lookup (with its user), the role checks, and the view's own queries; none per row.
+LIST_QUERIES = 8
+DETAIL_QUERIES = 10
+
+
+@pytest.fixture
+def help_desk(db):
+    return build_help_desk(120)
+
+
+def queries(caller, path: str) -> tuple[int, dict]:
+    with CaptureQueriesContext(connection) as captured:
+        response = caller.get(path)
+    assert response.status_code == 200, response.json()
+    return len(captured), response.json()
+
+
+def test_the_ticket_list_costs_the_same_queries_for_five_or_a_hundred_tickets(
+    agent_api, help_desk, django_assert_max_num_queries
+):
+    queries(agent_api, "/api/tickets/?page_size=5")  # the token's first use is stamped once (a write)
+    few, _ = queries(agent_api, "/api/tickets/?page_size=5")
+    with django_assert_max_num_queries(min(few, LIST_QUERIES)):
+        response = agent_api.get("/api/tickets/?page_size=100")
+    body = response.json()
+    assert len(body["results"]) == 100
+    assert all(row["decision"] for row in body["results"]), "every ticket shows its latest decision"
+
+
+def test_the_ticket_list_with_filters_costs_no_query_per_row(agent_api, help_desk, django_assert_max_num_queries):
+    agent_api.get("/api/tickets/?page_size=5")
+    with django_assert_max_num_queries(LIST_QUERIES + 1):  # + the team named in the filter
+        response = agent_api.get("/api/tickets/?page_size=100&team=billing&decision=suggested")
+    assert response.status_code == 200
+
+
+def test_a_ticket_with_labels_costs_the_same_queries_as_one_without(
+    agent_api, help_desk, django_assert_max_num_queries
+):
+    labelled = Ticket.objects.filter(corrections__isnull=False).distinct().first()
+    bare = Ticket.objects.filter(corrections__isnull=True).first()
+    agent_api.get(f"/api/tickets/{bare.pk}/")
+    without, _ = queries(agent_api, f"/api/tickets/{bare.pk}/")
+    with django_assert_max_num_queries(min(without, DETAIL_QUERIES)):
+        response = agent_api.get(f"/api/tickets/{labelled.pk}/")
+    body = response.json()
+    assert len(body["labels"]) == Correction.objects.filter(ticket=labelled).count() >= 2
+    assert all(label["agent"] and label["to_team"] and label["from_team"] for label in body["labels"])
+    assert len(body["suggestions"]) == SUGGESTIONS_PER_TICKET
+    assert body["prediction"]["model_version"]["scorer"] == "nli", "the latest decision, by the current version"
