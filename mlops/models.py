@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 
@@ -61,6 +63,10 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scorer}:{self.version}"
+
+    def files_present(self) -> bool:
+        """Whether a trained version's files are still on disk (its SetFit head is written last)."""
+        return bool(self.artifact_path) and (Path(self.artifact_path) / "model_head.pkl").exists()
 
 
 class TrainingRun(models.Model):

