@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # Tests use their own Redis so a running dev worker never takes their tasks.
 TEST_ENV := TRIAGE_ENV=test TRIAGE_REDIS_PORT=6392
 
-.PHONY: help venv browser run services migrate demo worker web test test-fast bench stop lint clean
+.PHONY: help venv browser run services migrate demo worker stop-worker web test test-fast bench stop lint clean
 
 help:
 	@echo "make run    - install, start Postgres+pgvector and Redis, migrate, load demo data, start a worker and the web server"
@@ -44,12 +44,28 @@ migrate: venv
 demo: migrate
 	$(PY) manage.py load_demo
 
-worker: venv
+# The background worker is known by its pid file, never by name: other checkouts' workers on this
+# machine are left alone. Celery writes and removes the file; a stale one (after a crash) is ignored.
+WORKER_PID := .data/worker.pid
+
+worker: venv stop-worker
 	mkdir -p .data/logs
-	-pkill -f "celery -A config worker" ; sleep 1
 	nohup $(PY) -m celery -A config worker -B -Q default,inference,training -c 2 --loglevel INFO \
-		--schedule .data/celerybeat-schedule > .data/logs/worker.log 2>&1 &
-	@echo "Celery worker (with beat) started; log: .data/logs/worker.log"
+		--pidfile $(WORKER_PID) --schedule .data/celerybeat-schedule > .data/logs/worker.log 2>&1 &
+	@echo "Celery worker (with beat) started; pid in $(WORKER_PID), log: .data/logs/worker.log"
+
+# TERM lets running tasks finish (warm shutdown); after 30 s the worker is killed.
+stop-worker:
+	@if [ -f $(WORKER_PID) ]; then \
+		pid=$$(cat $(WORKER_PID)); \
+		if ps -p $$pid -o args= 2>/dev/null | grep -q "celery -A config worker"; then \
+			kill -TERM $$pid; \
+			for i in $$(seq 30); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+			kill -0 $$pid 2>/dev/null && kill -KILL $$pid; \
+			echo "Celery worker $$pid stopped"; \
+		fi; \
+		rm -f $(WORKER_PID); \
+	fi
 
 web: venv
 	@echo ""
@@ -74,8 +90,7 @@ bench: venv
 	mkdir -p bench/results
 	$(TEST_ENV) $(PY) bench/run_all.py
 
-stop:
-	-pkill -f "celery -A config worker"
+stop: stop-worker
 	$(PY) -c "from config.embedded import stop_all; stop_all()"
 
 lint: venv

@@ -7,12 +7,16 @@ other refused requests (400, 403) and crashes (500). Pages outside the API keep 
 
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import APIException
+
+from config.unavailable import outage_response
 
 API_PREFIX = "/api/"
 
@@ -55,6 +59,9 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls this while handling the exception: sys.exc_info() holds it.
+    if (unavailable := outage_response(request, sys.exc_info()[1])) is not None:
+        return unavailable
     if not is_api(request):
         return defaults.server_error(request)
     return error("Server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)

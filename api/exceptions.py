@@ -9,6 +9,8 @@ from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
+from config.unavailable import outage_response
+
 from .errors import PayloadTooLarge
 
 
@@ -23,6 +25,9 @@ def field_errors(error: DjangoValidationError) -> dict[str, list[str]]:
 
 
 def api_exception_handler(exc, context):
+    request = context.get("request")
+    if request is not None and (unavailable := outage_response(request, exc)) is not None:
+        return unavailable
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(field_errors(exc))
     elif isinstance(exc, RequestDataTooBig):

@@ -111,9 +111,18 @@ def on_ticket_decided(sender, ticket: Ticket, prediction: Prediction, **kwargs) 
 
 
 def enqueue_delivery(delivery_id: int, countdown: float = 0) -> None:
+    """Send one delivery attempt, now or after ``countdown`` seconds. Never raises for the broker.
+
+    A wait longer than ``TRIAGE_TASK_MAX_COUNTDOWN_SECONDS`` is not sent at all: a worker would hold the
+    message unacknowledged past the visibility timeout and Redis would hand out copies. The sweep
+    (``retry_due_webhooks_task``) sends the delivery once it is due, as it does when the broker is down.
+    """
+    from config.celery import send_or_defer
+
     from .tasks import deliver_webhook_task
 
-    deliver_webhook_task.apply_async(args=[delivery_id], countdown=countdown, queue="default")
+    if countdown <= settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS:
+        send_or_defer(deliver_webhook_task, delivery_id, countdown=countdown)
 
 
 def backoff_seconds(attempts: int) -> float:

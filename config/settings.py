@@ -137,6 +137,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A database or broker outage answers 503 + Retry-After instead of 500 (config/unavailable.py).
+    "config.unavailable.ServiceUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -175,7 +177,13 @@ if not DATABASE_URL:
     from config.embedded import postgres_url
 
     DATABASE_URL = postgres_url(env_str("TRIAGE_DB_NAME", "triage") or "triage")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+# Persistent connections are checked before a request reuses them: after a Postgres restart the next
+# request reconnects instead of failing with "server closed the connection".
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and Celery -----------------------------------------------------------------------
@@ -202,13 +210,41 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Pool processes load their models in worker_process_init; Celery's 4 s default start-up allowance
 # killed replacement processes in a loop on a busy machine.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 120.0, lo=1.0, hi=3600.0)
+# Nothing reads task results (outcomes are rows in Postgres). Storing them also made every send wait on
+# the result store: with Redis down a send hung for ~19 s, then left the app unable to send again.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=10)}
+# How long one inference task (routing or suggesting for one ticket) may run before its pool process
+# is killed; the longest is a first call that loads the models on a busy CPU (about a minute).
+TRIAGE_INFERENCE_TIME_LIMIT = env_int("TRIAGE_INFERENCE_TIME_LIMIT", 300, minimum=10)
+# Longest wait before a task's retry. A retry (or any countdown) is held by a worker, unacknowledged,
+# until it is due, so it must fit in the visibility timeout; longer waits are left to the sweepers.
+TRIAGE_TASK_MAX_COUNTDOWN_SECONDS = 60
+# A message reserved by a worker that died is handed out again after the visibility timeout. Derived
+# from the longest inference task, plus the longest retry wait, plus a minute of slack: 300 + 60 + 60
+# = 420 s by default (it was 3,600 s). Redis applies one value to every queue; training is bounded
+# by its heartbeat instead (TRIAGE_TRAINING_STALE_SECONDS below): a copy redelivered while a run is
+# alive finds it claimed and does nothing.
+CELERY_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT",
+    TRIAGE_INFERENCE_TIME_LIMIT + TRIAGE_TASK_MAX_COUNTDOWN_SECONDS + 60,
+    minimum=TRIAGE_INFERENCE_TIME_LIMIT + TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # A broker that does not answer must not hold a web request for long (the work is in the outbox).
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+# Publishing: retry a blink of the broker briefly, then give up (the outbox's sweeper sends it later).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
-    "requeue-stuck-routing": {
-        "task": "triage.tasks.requeue_stuck_tickets_task",
+    # Sends per-ticket work (routing, suggestions) never sent and re-sends overdue work (triage.work).
+    "sweep-ticket-work": {
+        "task": "triage.tasks.sweep_ticket_work_task",
         "schedule": env_int("TRIAGE_SWEEP_SECONDS", 60, minimum=5),
     },
     # Re-sends webhook deliveries whose scheduled retry message was lost.
@@ -217,6 +253,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("API_WEBHOOK_SWEEP_SECONDS", 60, minimum=5),
     },
 }
+# Per-ticket work not done this long after it was sent is sent again; the wait doubles with each
+# re-send, and only as many are re-sent as the broker can have lost (see triage/work.py).
 TRIAGE_STUCK_AFTER_SECONDS = env_int("TRIAGE_STUCK_AFTER_SECONDS", 300, minimum=1)
 # Routing decisions (triage/routing.py): how far the top team must lead the second for a suggestion, and
 # the attempts before a ticket goes to needs-triage undecided.
@@ -226,6 +264,11 @@ TRIAGE_MAX_ROUTING_ATTEMPTS = env_int("TRIAGE_MAX_ROUTING_ATTEMPTS", 5, minimum=
 # that a test can kill the worker mid-task.
 TRIAGE_TEST_ROUTING_DELAY = env_float("TRIAGE_TEST_ROUTING_DELAY", 0.0, lo=0.0, hi=3600.0)
 TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS = env_int("TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS", 1, minimum=0)
+# Sends of one piece of work before the sweeper gives up on it (routing: the ticket goes to needs-triage).
+# With the defaults the last re-send is 300 × (1 + 2 + 4 + 8) s = 75 min after the first.
+TRIAGE_WORK_MAX_SENDS = env_int("TRIAGE_WORK_MAX_SENDS", 5, minimum=1)
+# Seconds a client is told to wait (Retry-After) when the database or the broker is unreachable.
+TRIAGE_RETRY_AFTER_SECONDS = env_int("TRIAGE_RETRY_AFTER_SECONDS", 15, minimum=1)
 
 # --- Models and inference -------------------------------------------------------------------
 # Hub ids or local paths. Offline, the packaged models are the defaults (see mlops/inference).
@@ -310,6 +353,10 @@ TRIAGE_PROMOTION_MARGIN = env_float("TRIAGE_PROMOTION_MARGIN", 0.02, lo=0.0, hi=
 TRIAGE_RETRAIN_HOLDOUT = env_float("TRIAGE_RETRAIN_HOLDOUT", 0.25, lo=0.05, hi=0.5)
 TRIAGE_RETRAIN_CHECK_SECONDS = env_int("TRIAGE_RETRAIN_CHECK_SECONDS", 600, minimum=5)
 TRIAGE_TRAINING_STALE_SECONDS = env_int("TRIAGE_TRAINING_STALE_SECONDS", 900, minimum=30)
+# Training's own bound: a run is killed after this long. A run whose worker died stops beating and is
+# failed by the beat check (every TRIAGE_RETRAIN_CHECK_SECONDS) once its heartbeat is older than
+# TRIAGE_TRAINING_STALE_SECONDS: at most 900 + 600 s after the death with the defaults.
+TRIAGE_TRAINING_TIME_LIMIT = env_int("TRIAGE_TRAINING_TIME_LIMIT", 4 * 3600, minimum=60)
 TRIAGE_SETFIT_RECIPE = env_json_object("TRIAGE_SETFIT_RECIPE")  # field names are checked by learning.recipe
 CELERY_BEAT_SCHEDULE["refit-search-weights"] = {
     "task": "search.tasks.refit_search_weights_task",

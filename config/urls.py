@@ -17,7 +17,8 @@ urlpatterns = [
     path("models/", include("learning.urls")),
 ]
 
-# Under /api/ these answer JSON (api/errors.py); elsewhere Django's own pages.
+# Under /api/ these answer JSON (api/errors.py); elsewhere Django's own pages. A database or broker
+# outage raised outside a view answers 503 + Retry-After either way (config/unavailable.py).
 handler400 = "api.errors.bad_request"
 handler403 = "api.errors.permission_denied"
 handler404 = "api.errors.page_not_found"

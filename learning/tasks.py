@@ -14,6 +14,7 @@ import logging
 import traceback
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from mlops.models import TrainingRun
@@ -23,7 +24,7 @@ from .recording import fail_run, heartbeat, reap_stale_runs, stale_after
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="learning.tasks.train_model_task", acks_late=True)
+@shared_task(name="learning.tasks.train_model_task", acks_late=True, time_limit=settings.TRIAGE_TRAINING_TIME_LIMIT)
 def train_model_task(version_id: int) -> str:
     """Train model version ``version_id`` (queued by ``learning.trigger.request_training``)."""
     from .retraining import TrainingError, run_training

@@ -168,10 +168,10 @@ def reindex_all(
             Article.objects.filter(id__in=ids).update(
                 index_state=Article.IndexState.PENDING, embedder_version="", index_error=""
             )
-        from config.celery import app
+        from .tasks import reindex_articles_task
 
         if ids:
-            app.send_task("search.tasks.reindex_articles_task", queue="inference")
+            reindex_articles_task.delay()
         return len(ids)
     for done, pk in enumerate(ids, start=1):
         index_article(pk, embedder=embedder, force=force)

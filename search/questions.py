@@ -53,10 +53,16 @@ def learn_from_mark(mark: SuggestionFeedback, ticket_text: str) -> LearnedQuesti
 
 
 def enqueue_embedding() -> None:
-    """Embed the questions still missing a vector, on the inference queue once the transaction commits."""
-    from config.celery import app
+    """Embed the questions still missing a vector, on the inference queue once the transaction commits.
 
-    transaction.on_commit(lambda: app.send_task("search.tasks.embed_learned_questions_task", queue="inference"))
+    A broker that is down loses nothing: the questions keep no vector until the next worker start embeds
+    them (``search.tasks.reindex_after_embedder_change``); the error is logged, not raised.
+    """
+    from config.celery import send_or_defer
+
+    from .tasks import embed_learned_questions_task
+
+    transaction.on_commit(lambda: send_or_defer(embed_learned_questions_task))
 
 
 def questions_needing_embedding(embedder_version: str):

@@ -149,13 +149,14 @@ def find_article(external_id: str | None, url: str | None) -> Article | None:
 def enqueue_index(article_id: int) -> None:
     """Index the article on the inference queue once the current transaction commits.
 
-    Sent by task name so that web processes never import the inference stack.
+    The article stays ``pending`` until indexed, so a broker that is down loses nothing: the next
+    re-index (a worker start, ``reindex_articles``) takes it; the error is logged, not raised.
     """
-    from config.celery import app
+    from config.celery import send_or_defer
 
-    transaction.on_commit(
-        lambda: app.send_task("search.tasks.index_article_task", args=[article_id], queue="inference")
-    )
+    from .tasks import index_article_task
+
+    transaction.on_commit(lambda: send_or_defer(index_article_task, article_id))
 
 
 def upsert_article(
@@ -286,12 +287,16 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
 
 def request_suggestions(ticket_id: int) -> None:
     """Recompute a ticket's suggestions on the inference queue once the current transaction commits
-    (the "refresh" button); ``suggest_for_ticket`` does it in-process instead."""
-    from config.celery import app
+    (the "refresh" button); ``suggest_for_ticket`` does it in-process instead.
 
-    transaction.on_commit(
-        lambda: app.send_task("search.tasks.suggest_articles_task", args=[ticket_id], queue="inference")
-    )
+    Per-ticket work (``triage.work``): recorded now, sent after commit, sent later if the broker is down.
+    """
+    from triage.work import request_work
+
+    from .tasks import SUGGEST
+
+    with transaction.atomic():
+        request_work(ticket_id, [SUGGEST])
 
 
 def record_suggestion_feedback(ticket, article: Article, *, helpful: bool, agent=None) -> SuggestionFeedback:

@@ -7,15 +7,23 @@ import logging
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.db import OperationalError
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from triage.work import finish_work, register_work
 
 logger = logging.getLogger(__name__)
+
+SUGGEST = "suggest"
+# The database blinked (a restart, a failover): worth another try.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
 @shared_task(
     name="search.tasks.index_article_task",
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT_DB_ERRORS,
     retry_backoff=True,
+    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
     max_retries=5,
 )
 def index_article_task(article_id: int) -> str:
@@ -27,8 +35,9 @@ def index_article_task(article_id: int) -> str:
 
 @shared_task(
     name="search.tasks.reindex_articles_task",
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT_DB_ERRORS,
     retry_backoff=True,
+    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
     max_retries=5,
 )
 def reindex_articles_task(batch_size: int | None = None) -> dict:
@@ -53,19 +62,24 @@ def reindex_articles_task(batch_size: int | None = None) -> dict:
     remaining = articles_needing_index(embedder.version).count()
     # Stop when a batch made no progress (everything left is being edited or failing) to avoid spinning.
     if remaining and outcomes.get("indexed", 0):
-        reindex_articles_task.apply_async(kwargs={"batch_size": batch_size}, queue="inference")
+        reindex_articles_task.delay(batch_size=batch_size)
     logger.info("re-index batch: %s; %d remaining", outcomes, remaining)
     return {"outcomes": outcomes, "remaining": remaining}
 
 
 @shared_task(
     name="search.tasks.suggest_articles_task",
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT_DB_ERRORS,
     retry_backoff=True,
+    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
     max_retries=5,
+    time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
 )
 def suggest_articles_task(ticket_id: int) -> int:
-    """Compute and store the article suggestions of a ticket; returns how many were stored."""
+    """Compute and store the article suggestions of a ticket; returns how many were stored.
+
+    Per-ticket work (``triage.work``): marked done once stored; a failure leaves it to the sweeper.
+    """
     from triage.models import Ticket
 
     from .services import suggest_for_ticket
@@ -73,13 +87,19 @@ def suggest_articles_task(ticket_id: int) -> int:
     ticket = Ticket.objects.filter(pk=ticket_id).first()
     if ticket is None:
         return 0
-    return len(suggest_for_ticket(ticket))
+    stored = len(suggest_for_ticket(ticket))
+    finish_work(ticket_id, SUGGEST)
+    return stored
+
+
+register_work(SUGGEST, suggest_articles_task)
 
 
 @shared_task(
     name="search.tasks.embed_learned_questions_task",
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT_DB_ERRORS,
     retry_backoff=True,
+    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
     max_retries=5,
 )
 def embed_learned_questions_task() -> dict:
@@ -92,14 +112,15 @@ def embed_learned_questions_task() -> dict:
     stored = embed_learned_questions(embedder=embedder, limit=EMBED_BATCH)
     remaining = questions_needing_embedding(embedder.version).count()
     if remaining and stored:
-        embed_learned_questions_task.apply_async(queue="inference")
+        embed_learned_questions_task.delay()
     return {"embedded": stored, "remaining": remaining}
 
 
 @shared_task(
     name="search.tasks.refit_search_weights_task",
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT_DB_ERRORS,
     retry_backoff=True,
+    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
     max_retries=3,
 )
 def refit_search_weights_task() -> dict:
@@ -134,8 +155,8 @@ def reindex_after_embedder_change(sender=None, **_kwargs) -> None:
 
         version = configured_embedder_version()
         if articles_needing_index(version).exists():
-            reindex_articles_task.apply_async(queue="inference")
+            reindex_articles_task.delay()
         if questions_needing_embedding(version).exists():
-            embed_learned_questions_task.apply_async(queue="inference")
+            embed_learned_questions_task.delay()
     except Exception:  # never keep a worker from starting; `reindex_articles` does the same by hand
         logger.exception("could not check whether articles need re-indexing")

@@ -11,9 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -52,9 +52,14 @@ def purge_queues() -> None:
 
 @contextmanager
 def celery_worker(
-    queues: str = "default,inference,training", concurrency: int = 1, extra_env: dict | None = None
+    queues: str = "default,inference,training",
+    concurrency: int = 1,
+    extra_env: dict | None = None,
+    *,
+    beat: bool = False,
 ) -> Iterator[Worker]:
-    """Start ``celery worker`` and wait until it answers a ping; stop it afterwards."""
+    """Start ``celery worker`` (with ``beat``: and the beat scheduler in it) and wait until it answers a
+    ping; stop it afterwards."""
     from config.celery import app
 
     log_dir = BASE_DIR / ".data" / "test-logs"
@@ -70,14 +75,15 @@ def celery_worker(
         **(extra_env or {}),
     }
     log_file = open(log_path, "wb")
+    beat_args = ["-B", "--schedule", str(log_path.with_suffix(".beat"))] if beat else []
     process = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "-Q", queues, "-c", str(concurrency), "-P", "prefork", "-n", name,
-            "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--loglevel", "INFO", *beat_args,
         ],
         cwd=BASE_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    )  # fmt: skip
     worker = Worker(process, log_path)
     try:
         deadline = time.monotonic() + 120
@@ -90,14 +96,19 @@ def celery_worker(
                 raise RuntimeError(f"celery worker did not answer within 120 s:\n{worker.log()[-4000:]}")
         yield worker
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        stop_process_group(process)
         log_file.close()
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group started with ``start_new_session``; SIGKILL it after 20 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):

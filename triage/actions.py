@@ -58,16 +58,3 @@ def resolve_ticket(ticket: Ticket) -> Ticket:
             locked.resolved_at = timezone.now()
             locked.save(update_fields=["status", "resolved_at", "updated_at"])
     return locked
-
-
-def request_suggestions(ticket: Ticket) -> None:
-    """Recompute the ticket's article suggestions on the inference workers once this transaction commits.
-
-    Sent by task name: retrieval loads the embedder and the re-ranker, which stay out of web processes.
-    """
-    from config.celery import app
-
-    ticket_id = ticket.pk
-    transaction.on_commit(
-        lambda: app.send_task("search.tasks.suggest_articles_task", args=[ticket_id], queue="inference")
-    )

@@ -9,7 +9,8 @@ from django.db import transaction
 
 from .importing import ImportReport, RowError, errors_from_validation, iter_rows
 from .models import Correction, Ticket
-from .services import clean_ticket_fields, enqueue_ticket_work, record_label
+from .services import clean_ticket_fields, record_label
+from .work import request_work
 
 TICKET_FIELDS = {"external_id", "subject", "body", "requester", "channel", "team"}
 
@@ -65,7 +66,7 @@ def import_tickets(
                 if team is not None:
                     record_label(ticket, team, kind=Correction.Kind.IMPORTED, source="import")
                 if route:
-                    enqueue_ticket_work(ticket.pk)
+                    request_work(ticket.pk)
                 report.created += 1
             if progress:
                 progress(done, len(cleaned))

@@ -210,3 +210,35 @@ class Correction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class TicketJob(models.Model):
+    """One piece of per-ticket work (routing, article suggestions, ...) and its delivery to the broker.
+
+    A transactional outbox: the row is written in the ticket's transaction, so the work is recorded even
+    when the broker is down; ``triage.work`` sends it after commit and the sweeper sends what was never
+    sent or is overdue. The task marks it done. A row is reopened (not duplicated) when the same work is
+    asked for again, e.g. refreshing a ticket's suggestions.
+    """
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="jobs")
+    # A name registered in ``triage.work`` ("route", "suggest", ...).
+    kind = models.CharField(max_length=32)
+    requested_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="Last time a message was sent for it.")
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Sent again after this if not done by then.")
+    sends = models.PositiveIntegerField(default=0)
+    done_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ticket", "kind"], name="one_job_per_ticket_and_kind")]
+        indexes = [
+            # The sweeper reads only open jobs; done ones stay as the ticket's record.
+            models.Index(
+                fields=["kind", "due_at"], name="open_ticket_jobs", condition=models.Q(done_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.ticket_id}"

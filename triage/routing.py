@@ -24,22 +24,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.utils import timezone
 
 from .models import Prediction, Team, Ticket
 from .signals import ticket_decided
 
 logger = logging.getLogger(__name__)
-
-
-def stuck_after() -> timedelta:
-    return timedelta(seconds=int(settings.TRIAGE_STUCK_AFTER_SECONDS))
 
 
 # --- Classes and decisions ------------------------------------------------------------------------
@@ -228,44 +222,3 @@ def store_decision(
         version,
     )
     return prediction
-
-
-# --- The sweeper ----------------------------------------------------------------------------------
-def stuck_tickets(*, older_than: timedelta | None = None, limit: int = 500) -> list[int]:
-    """Ids of tickets in ``routing`` (or still ``new``) for longer than ``older_than``, oldest first."""
-    cutoff = timezone.now() - (older_than if older_than is not None else stuck_after())
-    since = Coalesce("routing_started_at", "created_at")
-    return list(
-        Ticket.objects.annotate(since=since)
-        .filter(Q(status=Ticket.Status.ROUTING) | Q(status=Ticket.Status.NEW), since__lte=cutoff)
-        .order_by("since")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
-def requeue_stuck_tickets(*, older_than: timedelta | None = None, limit: int = 500, send=None) -> list[int]:
-    """Re-queue routing for stuck tickets; marks each so it is not re-sent again before ``older_than``.
-
-    Tickets that used up their attempts go to needs-triage instead. Returns the ids re-queued.
-    """
-    if send is None:
-        from config.celery import app
-
-        def send(ticket_id: int) -> None:
-            app.send_task("triage.tasks.route_ticket_task", args=[ticket_id], queue="inference")
-
-    ids = stuck_tickets(older_than=older_than, limit=limit)
-    attempts = settings.TRIAGE_MAX_ROUTING_ATTEMPTS
-    exhausted = set(Ticket.objects.filter(pk__in=ids, routing_attempts__gte=attempts).values_list("pk", flat=True))
-    for ticket_id in exhausted:
-        give_up_routing(ticket_id, f"gave up after {attempts} routing attempts (the worker never finished)")
-    requeued = [i for i in ids if i not in exhausted]
-    if requeued:
-        # Restart the clock so that the next sweep leaves them alone while they wait in the queue.
-        Ticket.objects.filter(pk__in=requeued, status__in=[Ticket.Status.NEW, Ticket.Status.ROUTING]).update(
-            routing_started_at=timezone.now()
-        )
-        for ticket_id in requeued:
-            send(ticket_id)
-        logger.info("re-queued routing of %d stuck tickets", len(requeued))
-    return requeued

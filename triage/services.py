@@ -11,6 +11,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from .models import BODY_MAX, SUBJECT_MAX, Correction, Team, Ticket
+from .work import request_work
 
 EXTERNAL_ID_MAX = 200
 REQUESTER_MAX = 254
@@ -88,22 +89,11 @@ def clean_ticket_fields(data: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def enqueue_ticket_work(ticket_id: int) -> None:
-    """After the ticket's transaction commits: route it and compute article suggestions.
-
-    Sent by task name so that this module does not import the inference stack.
-    """
-    from config.celery import app
-
-    def send() -> None:
-        app.send_task("triage.tasks.route_ticket_task", args=[ticket_id], queue="inference")
-        app.send_task("search.tasks.suggest_articles_task", args=[ticket_id], queue="inference")
-
-    transaction.on_commit(send)
-
-
 def create_ticket(data: dict[str, Any], *, created_by=None, route: bool = True) -> tuple[Ticket, bool]:
-    """Create a ticket from raw fields and enqueue its routing once committed.
+    """Create a ticket from raw fields; with ``route``, record its work (routing, suggestions) with it.
+
+    The work is sent to the workers after commit, or by the sweeper if the broker is down then
+    (``triage.work``): the ticket is stored and answered for either way.
 
     Idempotent by ``external_id``: a second call with the same id returns the stored ticket and
     ``created=False``. Raises ``ValidationError`` on bad input; nothing is stored then.
@@ -119,7 +109,7 @@ def create_ticket(data: dict[str, Any], *, created_by=None, route: bool = True) 
         if label_team is not None:
             record_label(ticket, label_team, agent=created_by, kind=Correction.Kind.IMPORTED, source="import")
         if route:
-            enqueue_ticket_work(ticket.pk)
+            request_work(ticket.pk)
     return ticket, True
 
 

@@ -4,8 +4,9 @@
 worker killed mid-task leaves the message to be redelivered, and the claim in ``route_ticket`` makes
 the second run harmless. Database hiccups and a model that cannot load yet are retried with
 exponential backoff; after the last retry the ticket goes to needs-triage with the error, never lost.
-``requeue_stuck_tickets_task`` (beat, every ``TRIAGE_SWEEP_SECONDS``) re-queues tickets left in
-``routing`` or ``new`` longer than ``TRIAGE_STUCK_AFTER_SECONDS``.
+Routing is per-ticket work (``triage.work``): recorded with the ticket, sent after commit, marked done
+here. ``sweep_ticket_work_task`` (beat, every ``TRIAGE_SWEEP_SECONDS``) sends what was never sent and
+re-sends what is overdue, for every kind of per-ticket work (routing, suggestions, ...).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from mlops.inference.encoders import ModelUnavailable
 
 from . import routing
+from .work import finish_work, register_work, sweep_work
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +28,26 @@ logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ModelUnavailable, MemoryError)
 MAX_RETRIES = 4
 BACKOFF_BASE_SECONDS = 5
-BACKOFF_MAX_SECONDS = 300
+ROUTE = "route"
 
 
 def backoff_seconds(retries: int) -> int:
-    """5, 10, 20, 40 ... seconds, capped."""
-    return min(BACKOFF_BASE_SECONDS * 2**retries, BACKOFF_MAX_SECONDS)
+    """5, 10, 20, 40 ... seconds, capped (a retry waits in a worker, within the visibility timeout)."""
+    return min(BACKOFF_BASE_SECONDS * 2**retries, settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS)
 
 
-@shared_task(bind=True, name="triage.tasks.route_ticket_task", acks_late=True, max_retries=MAX_RETRIES)
+def _give_up(ticket_id: int, error: str) -> None:
+    routing.give_up_routing(ticket_id, error)
+    finish_work(ticket_id, ROUTE, error=error)
+
+
+@shared_task(
+    bind=True,
+    name="triage.tasks.route_ticket_task",
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+    time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
+)
 def route_ticket_task(self, ticket_id: int) -> str:
     """Route ticket ``ticket_id``; returns the decision, or why nothing was decided."""
     try:
@@ -41,7 +55,7 @@ def route_ticket_task(self, ticket_id: int) -> str:
     except TRANSIENT_ERRORS as exc:
         if self.request.retries >= self.max_retries:
             try:
-                routing.give_up_routing(ticket_id, f"routing failed {self.request.retries + 1} times: {exc}")
+                _give_up(ticket_id, f"routing failed {self.request.retries + 1} times: {exc}")
             except DatabaseError:
                 logger.exception("ticket %s: could not record the routing failure; the sweeper will", ticket_id)
             return "gave up"
@@ -50,12 +64,17 @@ def route_ticket_task(self, ticket_id: int) -> str:
         raise self.retry(exc=exc, countdown=countdown) from exc
     except Exception as exc:  # a bug or bad data: the ticket must still reach a person
         logger.exception("ticket %s: routing failed", ticket_id)
-        routing.give_up_routing(ticket_id, f"routing failed: {type(exc).__name__}: {exc}")
+        _give_up(ticket_id, f"routing failed: {type(exc).__name__}: {exc}")
         return "failed"
+    # Decided now, decided before, or sent to needs-triage by route_ticket: the work is done either way.
+    finish_work(ticket_id, ROUTE)
     return prediction.decision if prediction is not None else "nothing to do"
 
 
-@shared_task(name="triage.tasks.requeue_stuck_tickets_task")
-def requeue_stuck_tickets_task() -> int:
-    """Beat: re-queue routing for tickets stuck in ``routing`` or ``new``; returns how many."""
-    return len(routing.requeue_stuck_tickets())
+register_work(ROUTE, route_ticket_task, give_up=routing.give_up_routing)
+
+
+@shared_task(name="triage.tasks.sweep_ticket_work_task")
+def sweep_ticket_work_task() -> dict[str, int]:
+    """Beat: send per-ticket work never sent, re-send overdue work, give up on work sent too often."""
+    return sweep_work().as_dict()

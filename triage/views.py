@@ -22,10 +22,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from search.models import Suggestion, SuggestionFeedback
-from search.services import record_suggestion_feedback
+from search.services import record_suggestion_feedback, request_suggestions
 
 from . import services
-from .actions import assign_ticket, request_suggestions, resolve_ticket
+from .actions import assign_ticket, resolve_ticket
 from .forms import ArticleFeedbackForm, CorrectForm, NewTicketForm, ReassignForm, active_teams
 from .models import Correction, Prediction, Team, Ticket
 from .queues import QUEUES, QueueParams, neighbour, queue_tickets
@@ -374,7 +374,7 @@ def refresh_suggestions(request: HttpRequest, pk: int) -> HttpResponse:
     """Ask the workers to recompute the suggestions; the panel polls until the new ones are stored."""
     ticket = get_object_or_404(Ticket, pk=pk)
     since = timezone.now()
-    request_suggestions(ticket)
+    request_suggestions(ticket.pk)
     if request.htmx:
         context = {
             **_suggestions_context(ticket, request.user, since=since),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.utils import timezone
 
@@ -174,28 +172,3 @@ def test_a_change_of_scorer_setting_makes_a_new_zero_shot_champion(embedding_rou
     first.refresh_from_db()
     assert (first.status, second.status, second.scorer) == ("retired", "champion", "cross-encoder")
     assert ModelVersion.objects.filter(status="champion").count() == 1
-
-
-def test_the_sweeper_requeues_stuck_tickets_once_per_window(db, settings):
-    settings.TRIAGE_STUCK_AFTER_SECONDS = 60
-    old = timezone.now() - timedelta(minutes=10)
-    stuck = make_ticket(status=Ticket.Status.ROUTING, routing_started_at=old, routing_attempts=1)
-    waiting = make_ticket()
-    Ticket.objects.filter(pk=waiting.pk).update(created_at=old)
-    fresh = make_ticket(status=Ticket.Status.ROUTING, routing_started_at=timezone.now())
-    make_ticket(status=Ticket.Status.ROUTED)
-    sent: list[int] = []
-    assert sorted(routing.requeue_stuck_tickets(send=sent.append)) == sorted([stuck.pk, waiting.pk])
-    assert sorted(sent) == sorted([stuck.pk, waiting.pk]) and fresh.pk not in sent
-    assert routing.requeue_stuck_tickets(send=sent.append) == []  # the clock restarted for both
-
-
-def test_the_sweeper_sends_tickets_that_used_up_their_attempts_to_needs_triage(db, settings):
-    settings.TRIAGE_MAX_ROUTING_ATTEMPTS = 2
-    ticket = make_ticket(
-        status=Ticket.Status.ROUTING, routing_attempts=2, routing_started_at=timezone.now() - timedelta(hours=1)
-    )
-    sent: list[int] = []
-    assert routing.requeue_stuck_tickets(send=sent.append) == [] and sent == []
-    ticket.refresh_from_db()
-    assert ticket.status == Ticket.Status.NEEDS_TRIAGE and "gave up" in ticket.routing_error

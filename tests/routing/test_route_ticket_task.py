@@ -77,7 +77,8 @@ def test_a_pool_process_killed_mid_task_is_redelivered_and_the_ticket_still_gets
     assert "WorkerLostError" in log or "exited with" in log or "signal 9" in log
 
 
-def test_a_worker_killed_outright_leaves_the_ticket_to_a_fresh_worker_and_the_sweeper(teams):
+def test_a_worker_killed_outright_leaves_the_ticket_to_a_fresh_worker_and_the_sweeper(teams, settings):
+    settings.TRIAGE_STUCK_AFTER_SECONDS = 1  # the deadline the job gets when it is sent from here
     purge_queues()
     slow = {"TRIAGE_ROUTING_SCORER": "embedding", "TRIAGE_TEST_ROUTING_DELAY": "120", **NO_WARMING}
     with celery_worker(queues="inference", extra_env=slow) as worker:
@@ -88,12 +89,16 @@ def test_a_worker_killed_outright_leaves_the_ticket_to_a_fresh_worker_and_the_sw
     assert status_of(ticket) == Ticket.Status.ROUTING  # stuck: its message is unacknowledged in Redis
     assert not Prediction.objects.filter(ticket=ticket).exists()
 
-    from config.celery import app
-
-    fresh = {"TRIAGE_ROUTING_SCORER": "embedding", "TRIAGE_STUCK_AFTER_SECONDS": "1", **NO_WARMING}
-    with celery_worker(queues="default,inference", extra_env=fresh):
-        app.send_task("triage.tasks.requeue_stuck_tickets_task")  # what beat sends every TRIAGE_SWEEP_SECONDS
-        wait_for(lambda: status_of(ticket) in DONE, timeout=300, message="the sweeper's re-queue to decide")
+    fresh = {
+        "TRIAGE_ROUTING_SCORER": "embedding",
+        "TRIAGE_STUCK_AFTER_SECONDS": "1",
+        "TRIAGE_SWEEP_SECONDS": "5",
+        **NO_WARMING,
+    }
+    # The message the killed worker held waits in Redis for the visibility timeout; beat's sweeper
+    # re-sends the overdue routing job first.
+    with celery_worker(queues="default,inference", extra_env=fresh, beat=True):
+        wait_for(lambda: status_of(ticket) in DONE, timeout=300, message="the sweeper's re-send to decide")
     ticket.refresh_from_db()
     assert ticket.routing_attempts == 2
     assert Prediction.objects.filter(ticket=ticket).count() == 1
