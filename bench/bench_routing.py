@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_offline:
         from mlops.inference.encoders import PACKAGED_EMBEDDER, PACKAGED_RERANKER, CrossEncoder, Embedder
-        from mlops.inference.scorers import CrossEncoderScorer, EmbeddingScorer, EnsembleScorer
+        from mlops.inference.offline_scorers import CrossEncoderScorer, EmbeddingScorer, EnsembleScorer
 
         embedding = EmbeddingScorer(Embedder(PACKAGED_EMBEDDER))
         cross = CrossEncoderScorer(CrossEncoder(PACKAGED_RERANKER))

@@ -38,12 +38,8 @@ array([[0.93, 0.07]])
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from .encoders import ModelUnavailable, _fingerprint, padded_batches, resolve_device, resolve_dtype
-from .onnx_graphs import onnx_session
+from .onnx_graphs import export_onnx, onnx_cache_dir, onnx_session, quantize_int8
 from .scorers import (
     DEFAULT_TEMPLATE,
     HEAD_FRACTION,
@@ -71,7 +67,6 @@ logger = logging.getLogger(__name__)
 _HUGE = 1_000_000  # tokenizers without a limit report model_max_length as ~1e30
 BACKENDS = ("auto", "torch", "onnx")
 NLI_DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
-ONNX_OPSET = 17
 # onnxruntime float32 on ~512-token batches: cache-sized activations, fastest on AVX2 (as for the reranker).
 ONNX_BATCH_TOKENS = 512
 # The fixed pairs on which a reduced precision is compared with float32 when the model loads.
@@ -258,7 +253,7 @@ class NLIScorer(BaseScorer):
         if self.runtime == "torch":
             self.model.to(dtype=getattr(torch, self.dtype))
         else:
-            exported = export_onnx(self.model, self.input_names, _cache_dir(cache_dir), weights)
+            exported = export_onnx(self.model, self.input_names, onnx_cache_dir(cache_dir), weights)
             graph: str | bytes = str(exported)
             if self.dtype == "int8":
                 graph = quantize_int8(exported)
@@ -446,67 +441,6 @@ def choose_runtime(backend: str, dtype: str, device: str) -> tuple[str, str]:
     if backend == "auto" and on_cpu and resolved == "float32":
         return "onnx", "float32"
     return "torch", resolved
-
-
-def export_onnx(model, input_names: Sequence[str], cache_dir: Path, weights: str) -> Path:
-    """The model as a float32 ONNX graph with dynamic batch and length, exported once per weights.
-
-    The file is written under a temporary name and renamed, so processes that load at the same time
-    never read a half-written export.
-    """
-    import torch
-    import transformers
-
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in input_names]
-    key = hashlib.sha256(
-        f"{weights}|{names}|{torch.__version__}|{transformers.__version__}|{ONNX_OPSET}".encode()
-    ).hexdigest()[:16]
-    target = cache_dir / f"nli-{key}.onnx"
-    if target.exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    example = {n: torch.ones((2, 16), dtype=torch.long) for n in names}
-    if "token_type_ids" in example:
-        example["token_type_ids"].zero_()
-    axes = {n: {0: "batch", 1: "length"} for n in names}
-    fd, partial = tempfile.mkstemp(dir=cache_dir, suffix=".onnx.partial")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # Tracer warnings name sizes taken as constants (head size, scale); the agreement check
-            # at load compares the export with float32 torch on pairs of other lengths.
-            warnings.simplefilter("ignore")
-            # The TorchScript exporter: the dynamo one needs onnxscript, which is not installed.
-            torch.onnx.export(
-                model,
-                (),
-                partial,
-                kwargs=example,
-                input_names=names,
-                output_names=["logits"],
-                dynamic_axes={**axes, "logits": {0: "batch"}},
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
-    return target
-
-
-def quantize_int8(exported: Path) -> bytes:
-    """The export with dynamically quantized int8 weights and activations (serialized)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "int8.onnx"
-        quantize_dynamic(str(exported), str(target), weight_type=QuantType.QInt8)
-        return target.read_bytes()
-
-
-def _cache_dir(cache_dir: Path | None) -> Path:
-    return cache_dir or Path(tempfile.gettempdir()) / "triage-onnx"
 
 
 def _probe_classes() -> list[ClassSpec]:

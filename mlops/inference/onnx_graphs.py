@@ -4,7 +4,9 @@
   of the same weights (what onnxruntime runs on CPUs without bfloat16);
 * ``dequantized_bert_from_onnx`` — the same weights dequantized exactly into a torch BERT (bfloat16 on
   CPUs and GPUs that compute it);
-* ``onnx_session`` — an onnxruntime CPU session with every graph optimisation.
+* ``onnx_session`` — an onnxruntime CPU session with every graph optimisation;
+* ``export_onnx`` / ``quantize_int8`` — a torch sequence classifier (the NLI model) exported once per
+  weights as a float32 graph, and its dynamically quantized int8 version.
 
 ``mlops.inference.encoders`` (the public encoder API) and ``mlops.inference.nli`` use these.
 """
@@ -12,12 +14,19 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import re
+import tempfile
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .encoders import ModelUnavailable
+
+ONNX_OPSET = 17
 
 
 def onnx_session(graph: str | bytes, *, threads: int | None = None):
@@ -203,3 +212,65 @@ def _attention_heads(constants: dict[str, np.ndarray], hidden: int) -> int:
         if heads > 1 and size > 1 and heads * size == hidden:
             return heads
     raise ModelUnavailable(f"cannot read the number of attention heads from the graph (hidden size {hidden})")
+
+
+def export_onnx(model, input_names: Sequence[str], cache_dir: Path, weights: str) -> Path:
+    """The model as a float32 ONNX graph with dynamic batch and length, exported once per weights.
+
+    The file is written under a temporary name and renamed, so processes that load at the same time
+    never read a half-written export.
+    """
+    import torch
+    import transformers
+
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in input_names]
+    key = hashlib.sha256(
+        f"{weights}|{names}|{torch.__version__}|{transformers.__version__}|{ONNX_OPSET}".encode()
+    ).hexdigest()[:16]
+    target = cache_dir / f"nli-{key}.onnx"
+    if target.exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    example = {n: torch.ones((2, 16), dtype=torch.long) for n in names}
+    if "token_type_ids" in example:
+        example["token_type_ids"].zero_()
+    axes = {n: {0: "batch", 1: "length"} for n in names}
+    fd, partial = tempfile.mkstemp(dir=cache_dir, suffix=".onnx.partial")
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # Tracer warnings name sizes taken as constants (head size, scale); the agreement check
+            # at load compares the export with float32 torch on pairs of other lengths.
+            warnings.simplefilter("ignore")
+            # The TorchScript exporter: the dynamo one needs onnxscript, which is not installed.
+            torch.onnx.export(
+                model,
+                (),
+                partial,
+                kwargs=example,
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes={**axes, "logits": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+def quantize_int8(exported: Path) -> bytes:
+    """The export with dynamically quantized int8 weights and activations (serialized)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "int8.onnx"
+        quantize_dynamic(str(exported), str(target), weight_type=QuantType.QInt8)
+        return target.read_bytes()
+
+
+def onnx_cache_dir(cache_dir: Path | None) -> Path:
+    """Where exports are kept between processes (a temporary directory unless given)."""
+    return cache_dir or Path(tempfile.gettempdir()) / "triage-onnx"

@@ -75,19 +75,19 @@ def build_nli_scorer() -> Scorer:
 
 
 def build_embedding_scorer() -> Scorer:
-    from .scorers import EmbeddingScorer
+    from .offline_scorers import EmbeddingScorer
 
     return EmbeddingScorer()
 
 
 def build_cross_encoder_scorer() -> Scorer:
-    from .scorers import CrossEncoderScorer
+    from .offline_scorers import CrossEncoderScorer
 
     return CrossEncoderScorer()
 
 
 def build_ensemble_scorer() -> Scorer:
-    from .scorers import EnsembleScorer
+    from .offline_scorers import EnsembleScorer
 
     return EnsembleScorer(get_scorer("embedding"), get_scorer("cross-encoder"))  # type: ignore[arg-type]
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mlops.inference.encoders import ModelUnavailable
-from mlops.inference.scorers import BaseScorer, ClassSpec, EmbeddingScorer, softmax
+from mlops.inference.offline_scorers import EmbeddingScorer
+from mlops.inference.scorers import BaseScorer, ClassSpec, softmax
 from mlops.inference.setfit_scorer import SetFitScorer, clear_cache, get_setfit_scorer
 
 A, B, C = (ClassSpec(s, n) for s, n in [("queue-a", "Queue A"), ("queue-b", "Queue B"), ("queue-c", "Queue C")])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from learning.tasks import reap_stale_runs, train_model_task
 from learning.labels import collect_labels
 from learning.split import split_examples
+from learning.tasks import reap_stale_runs, train_model_task
 from learning.trigger import request_training
 from mlops.inference.setfit_scorer import META_FILE
 from mlops.models import ModelVersion, TrainingRun

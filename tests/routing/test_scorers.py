@@ -7,14 +7,8 @@ import pytest
 
 from mlops.inference import registry
 from mlops.inference.encoders import ModelUnavailable
-from mlops.inference.scorers import (
-    ClassSpec,
-    CrossEncoderScorer,
-    EnsembleScorer,
-    InvalidInput,
-    TextFitter,
-    humanize_label,
-)
+from mlops.inference.offline_scorers import CrossEncoderScorer, EnsembleScorer
+from mlops.inference.scorers import ClassSpec, InvalidInput, TextFitter, humanize_label
 from tests.routing.conftest import TEAMS
 
 CLASSES = [ClassSpec(slug, name, description) for slug, name, description in TEAMS]

@@ -176,7 +176,7 @@ class Command(BaseCommand):
 
     def _scorer_with_options(self, name: str, options: dict[str, Any]):
         from mlops.inference import registry
-        from mlops.inference.scorers import CrossEncoderScorer, EmbeddingScorer, EnsembleScorer
+        from mlops.inference.offline_scorers import CrossEncoderScorer, EmbeddingScorer, EnsembleScorer
 
         if name == "embedding":
             return EmbeddingScorer(**options)

@@ -178,7 +178,7 @@ class Command(BaseCommand):
 
     # --- methods ---------------------------------------------------------------------------------
     def _zero_shot(self, name: str, classes, test_t, test_y) -> dict:
-        from mlops.inference import scorers
+        from mlops.inference import offline_scorers as scorers
         from mlops.inference.encoders import ModelUnavailable
 
         self.stdout.write(f"zero-shot ({name}) on {len(test_t)} texts ...")
