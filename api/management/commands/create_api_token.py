@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import IntegrityError
 
 from api.models import ApiToken
+from config.commands import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Issue an API token for a user and print its secret, which is shown only this once."
 
     def add_arguments(self, parser):

@@ -16,12 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from config.commands import DatabaseCommand
 from mlops.calibration import MIN_THRESHOLD_SUPPORT
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Fit temperature scaling and per-team thresholds for the champion model version from recorded labels."
 
     def add_arguments(self, parser: CommandParser) -> None:

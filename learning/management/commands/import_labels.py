@@ -3,13 +3,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import DatabaseCommand
 from learning.label_import import import_labels
 from triage.importing import ImportFileError, detect_format, finish_import_command
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Import routing labels of existing tickets from CSV (header: external_id,team) or JSONL "
         '({"external_id": ..., "team": ...} per line). team is a slug or a team name. A file with any bad '

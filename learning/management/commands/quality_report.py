@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import DatabaseCommand
 from learning.reports import format_report, quality_report
 from mlops.models import ModelVersion
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Model quality per model version and ISO week: accuracy, macro-F1, ECE, auto-route rate and precision, "
         "needs-triage rate, suggestion helpfulness (helpful share, MRR of the first helpful article). "

@@ -3,15 +3,16 @@ from __future__ import annotations
 import time
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import DatabaseCommand
 from learning.trigger import TrainingInProgress, check_trigger, request_training
 from mlops.models import ModelVersion, TrainingRun
 
 FINAL = (TrainingRun.State.SUCCEEDED, TrainingRun.State.FAILED)
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Retrain the SetFit routing model from agents' labels. By default queue a run on the training "
         "queue (a worker trains, evaluates against the champion and promotes or rejects it). "

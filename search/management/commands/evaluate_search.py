@@ -4,16 +4,19 @@ import json
 import time
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from config.commands import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Evaluate article retrieval on labeled queries: MRR@10, NDCG@10 and Recall@100 of dense only, "
         "hybrid (dense + full-text, RRF), hybrid + cross-encoder rerank, and the final ranking the app "
         "serves (the fused stages with the active fusion policy). Formats: KB JSONL lines "
         '{"id","title","body"}; queries TSV qid<TAB>text; qrels TSV qid<TAB>article_id<TAB>relevance. '
-        "The KB is indexed into throw-away tables: the live knowledge base is not touched."
+        "The KB is indexed into throw-away copies of the search tables (so the database must be migrated): "
+        "the live knowledge base is not touched."
     )
 
     def add_arguments(self, parser):

@@ -3,12 +3,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import DatabaseCommand
 from search.fusion import DEFAULT_SHORT_MAX_WORDS
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Fit the fusion policy that combines the dense, hybrid and rerank stages into the served ranking: "
         "one weight vector for short queries (at most --short-max-words words) and one for longer ones, "

@@ -3,12 +3,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import DatabaseCommand
 from triage.importing import ImportFileError, finish_import_command
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         'Import knowledge-base articles from JSONL (one {"id", "title", "body"[, "url", "team", '
         '"format", "published"]} per line), or from Markdown / HTML / text files (a file or a directory). '

@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 import time
 
-from django.core.management.base import BaseCommand
+from config.commands import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Re-index the knowledge base: articles never indexed, edited, or embedded by another embedder than "
         "TRIAGE_EMBEDDER_MODEL (all of them with --force). By default one batched background task on the "

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import DatabaseCommand
 from triage.importers import import_tickets
 from triage.importing import ImportFileError, detect_format, finish_import_command
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Import tickets from CSV (header: subject,body[,requester,channel,external_id,team]) or JSONL "
         "(one object per line with the same keys). Idempotent by external_id; a file with any bad row "
@@ -36,7 +37,4 @@ class Command(BaseCommand):
         except ImportFileError as exc:
             raise CommandError(f"{file}: {exc}") from None
         finish_import_command(report, source=file, json_out=json_out, stderr=self.stderr)
-        self.stdout.write(
-            self.style.SUCCESS(f"tickets: {report.created} created, {report.unchanged} already present")
-        )
-
+        self.stdout.write(self.style.SUCCESS(f"tickets: {report.created} created, {report.unchanged} already present"))

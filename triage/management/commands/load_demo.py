@@ -6,9 +6,10 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command, get_commands
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
+from config.commands import DatabaseCommand
 from triage.importers import import_tickets
 from triage.models import Correction, Team, Ticket
 from triage.roles import ADMINS, AGENTS
@@ -17,7 +18,7 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "demo_data"
 DEMO_USERS = [("admin", "triage-admin", ADMINS), ("agent", "triage-agent", AGENTS), ("agent2", "triage-agent", AGENTS)]
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Load the Brightnest demo help centre: teams, knowledge-base articles, tickets (two thirds of them "
         "with an agent's label, the rest new) and demo users. Safe to run again: nothing is duplicated."
@@ -64,7 +65,9 @@ class Command(BaseCommand):
             if settings.PRODUCTION:
                 raise CommandError("demo users are not created when TRIAGE_ENV=production")
             for username, password, group in DEMO_USERS:
-                user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+                user, created = User.objects.get_or_create(
+                    username=username, defaults={"email": f"{username}@example.com"}
+                )
                 if created:
                     user.set_password(password)
                     user.is_staff = group == ADMINS
