@@ -11,10 +11,13 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
-from .models import Prediction, Ticket
+from mlops.active import margins, spread_by_class
+
+from .models import Correction, Prediction, Ticket
 
 # The same expression as the ``ticket_fulltext`` GIN index on Ticket: a query must repeat it exactly
 # for Postgres to use the index.
@@ -23,6 +26,7 @@ TICKET_SEARCH_VECTOR = SearchVector("subject", "body", config="english")
 QUEUES = {
     "open": "All open",
     "needs_triage": "Needs triage",
+    "label_next": "Label next",
     "mine": "Mine",
     "resolved": "Resolved",
     "all": "All",
@@ -35,8 +39,14 @@ SORT_FIELDS = {
     "updated": "updated_at",
     "confidence": "confidence",
     "relevance": "rank",
+    "position": "position",  # Label next only: the order in which a label teaches most
 }
 DEFAULT_SORT = "-created"
+LABEL_NEXT = "label_next"
+LABEL_NEXT_SORT = "position"
+# Label next ranks the newest unlabelled open tickets that have a routing decision: a bound on the work
+# per page view (one query for their latest predictions, then numpy), and old tickets teach less.
+LABEL_NEXT_POOL = 2000
 DEFAULT_SEARCH_SORT = "-relevance"
 _TICKET_NUMBER = re.compile(r"^#?(\d{1,12})$")
 
@@ -60,6 +70,9 @@ class QueueParams:
         sort = query.get("sort") or (DEFAULT_SEARCH_SORT if q else DEFAULT_SORT)
         if sort.lstrip("-") not in SORT_FIELDS or (sort.lstrip("-") == "relevance" and not q):
             sort = DEFAULT_SEARCH_SORT if q else DEFAULT_SORT
+        if (queue == LABEL_NEXT) != (sort == LABEL_NEXT_SORT):
+            # Label next has one order (what teaches most); the other queues cannot use it.
+            sort = LABEL_NEXT_SORT if queue == LABEL_NEXT else (DEFAULT_SEARCH_SORT if q else DEFAULT_SORT)
         return cls(queue=queue, team=team, q=q, sort=sort)
 
     @property
@@ -73,7 +86,9 @@ class QueueParams:
     def as_query(self, **overrides: str) -> str:
         """URL query string of these parameters (defaults left out), e.g. ``queue=mine&sort=-updated``."""
         values = {"queue": self.queue, "team": self.team, "q": self.q, "sort": self.sort, **overrides}
-        default_sort = DEFAULT_SEARCH_SORT if values["q"] else DEFAULT_SORT
+        default_sort = (
+            LABEL_NEXT_SORT if values["queue"] == LABEL_NEXT else DEFAULT_SEARCH_SORT if values["q"] else DEFAULT_SORT
+        )
         defaults = {"queue": DEFAULT_QUEUE, "team": "", "q": "", "sort": default_sort}
         return urlencode({k: v for k, v in values.items() if v and v != defaults.get(k)})
 
@@ -98,12 +113,56 @@ def queue_tickets(params: QueueParams, user) -> QuerySet[Ticket]:
         tickets = tickets.filter(assignee=user).exclude(status=Ticket.Status.RESOLVED)
     elif params.queue == "resolved":
         tickets = tickets.filter(status=Ticket.Status.RESOLVED)
-    if params.team:
+    elif params.queue == LABEL_NEXT:
+        order = label_next_order(team=params.team)
+        tickets = tickets.filter(pk__in=order).annotate(position=_positions(order))
+    if params.team and params.queue != LABEL_NEXT:  # there, the team is the predicted one (label_next_order)
         tickets = tickets.filter(team__slug=params.team)
     tickets = with_latest_prediction(tickets)
     if params.q:
         tickets = _search(tickets, params.q)
     return tickets.order_by(*_ordering(params))
+
+
+def label_next_order(*, team: str = "", pool: int = LABEL_NEXT_POOL) -> list[int]:
+    """Unlabelled open tickets, most instructive first: ids in the order of the Label next queue.
+
+    Candidates are the ``pool`` newest open tickets without a label whose latest routing decision
+    has scores. The smallest margin between the top two teams first, one ticket per predicted team
+    in turn (``mlops.active``), so that no team fills the queue. ``team`` keeps the tickets whose
+    top predicted team it is.
+    """
+    candidates = (
+        Ticket.objects.exclude(status=Ticket.Status.RESOLVED)
+        .filter(Exists(Prediction.objects.filter(ticket=OuterRef("pk"))))
+        .exclude(Exists(Correction.objects.filter(ticket=OuterRef("pk"))))
+        .order_by("-created_at", "-pk")
+        .values("pk")[:pool]
+    )
+    latest = Prediction.objects.filter(ticket__in=candidates).latest_per_ticket().values_list("ticket_id", "scores")
+    ids: list[int] = []
+    tops: list[str] = []
+    top_two: list[list[float]] = []
+    for ticket_id, scores in latest:
+        if not isinstance(scores, dict) or not scores:
+            continue  # a decision without scores (none are stored so, but the JSON is not checked)
+        top = max(scores, key=lambda slug: float(scores[slug]))
+        if team and top != team:
+            continue
+        ranked = sorted((float(v) for v in scores.values()), reverse=True) + [0.0]
+        ids.append(ticket_id)
+        tops.append(top)
+        top_two.append(ranked[:2])
+    if not ids:
+        return []
+    order = spread_by_class(tops, margins(np.array(top_two)).tolist())
+    return [ids[i] for i in order]
+
+
+def _positions(order: list[int]):
+    if not order:
+        return Value(0, output_field=IntegerField())
+    return Case(*(When(pk=pk, then=Value(i)) for i, pk in enumerate(order)), output_field=IntegerField())
 
 
 def _search(tickets: QuerySet[Ticket], text: str) -> QuerySet[Ticket]:
@@ -135,6 +194,8 @@ def neighbour(params: QueueParams, user, ticket: Ticket, *, forward: bool = True
     itself has just left the queue (accepted, resolved, reassigned).
     """
     tickets = queue_tickets(params, user)
+    if params.queue == LABEL_NEXT:
+        return _label_next_neighbour(tickets, ticket, forward=forward)
     name = params.sort_field
     anchor = with_latest_prediction(Ticket.objects.filter(pk=ticket.pk))
     if name == "rank":
@@ -160,3 +221,14 @@ def neighbour(params: QueueParams, user, ticket: Ticket, *, forward: bool = True
     else:
         condition = Q(**{f"{name}__{earlier}": value}) | Q(**{name: value, f"pk__{earlier}": ticket.pk})
     return tickets.filter(condition).order_by(*_ordering(params, reverse=True)).first()
+
+
+def _label_next_neighbour(tickets: QuerySet[Ticket], ticket: Ticket, *, forward: bool) -> Ticket | None:
+    # The order is computed, not a column: walk the list of ids. A ticket just labelled has left the
+    # queue, and the one that now teaches most is at its head.
+    ids = list(tickets.values_list("pk", flat=True))
+    if ticket.pk not in ids:
+        target = 0 if forward else len(ids) - 1
+    else:
+        target = ids.index(ticket.pk) + (1 if forward else -1)
+    return tickets.filter(pk=ids[target]).first() if 0 <= target < len(ids) else None

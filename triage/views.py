@@ -28,7 +28,7 @@ from . import services
 from .actions import assign_ticket, resolve_ticket
 from .forms import ArticleFeedbackForm, CorrectForm, NewTicketForm, ReassignForm, active_teams
 from .models import Correction, Prediction, Team, Ticket
-from .queues import QUEUES, QueueParams, neighbour, queue_tickets
+from .queues import LABEL_NEXT, QUEUES, QueueParams, label_next_order, neighbour, queue_tickets
 from .roles import agent_required
 
 PAGE_SIZE = 25
@@ -81,13 +81,16 @@ def _queue_counts(user) -> dict[str, int]:
         open=Count("pk", filter=open_),
         needs_triage=Count("pk", filter=Q(status=Ticket.Status.NEEDS_TRIAGE)),
         mine=Count("pk", filter=open_ & Q(assignee=user)),
-    )
+    ) | {LABEL_NEXT: len(label_next_order())}
 
 
 def _columns(params: QueueParams) -> list[dict]:
     """Sortable column headers: clicking the active one flips its direction."""
     columns = []
     for name, label in SORTABLE:
+        if params.queue == LABEL_NEXT:  # one order only: what teaches most
+            columns.append({"name": name, "label": label, "query": "", "direction": ""})
+            continue
         active = params.sort.lstrip("-") == name
         sort = ("" if params.descending else "-") + name if active else "-" + name
         columns.append(
