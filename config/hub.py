@@ -67,7 +67,7 @@ class HubAccess:
     reason: str
 
 
-def decide(
+def check_access(
     model_refs: list[str | None],
     *,
     explicit: str | None,

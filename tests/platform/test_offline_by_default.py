@@ -78,14 +78,14 @@ def test_packaged_models_and_local_paths_need_no_hub(tmp_path):
     assert not hub.names_hub_model(str(tmp_path))
     assert not hub.names_hub_model("./models/nli")
     assert hub.names_hub_model("cross-encoder/nli-deberta-v3-small")
-    access = hub.decide(
+    access = hub.check_access(
         ["packaged:all-MiniLM-L6-v2", str(tmp_path)], explicit=None, endpoint="http://127.0.0.1:9", timeout=1.0
     )
     assert access.offline and access.reason == "no model setting names a hub model"
 
 
 def test_an_explicit_environment_value_wins_without_a_check():
-    access = hub.decide(["org/model"], explicit="0", endpoint="http://127.0.0.1:9", timeout=1.0)
+    access = hub.check_access(["org/model"], explicit="0", endpoint="http://127.0.0.1:9", timeout=1.0)
     assert not access.offline and "HF_HUB_OFFLINE=0" in access.reason
 
 
@@ -95,7 +95,7 @@ def test_a_hub_that_answers_keeps_downloads_on():
     thread.start()
     try:
         endpoint = f"http://127.0.0.1:{server.server_port}"
-        access = hub.decide(["org/model"], explicit=None, endpoint=endpoint, timeout=2.0)
+        access = hub.check_access(["org/model"], explicit=None, endpoint=endpoint, timeout=2.0)
     finally:
         server.shutdown()
         server.server_close()
@@ -108,7 +108,7 @@ def test_a_hub_that_accepts_but_never_answers_costs_at_most_the_check_timeout():
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         started = time.monotonic()
-        access = hub.decide(
+        access = hub.check_access(
             ["org/model"], explicit=None, endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5
         )
         elapsed = time.monotonic() - started
