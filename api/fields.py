@@ -56,7 +56,15 @@ def find_team(value) -> Team | None:
     return Team.objects.filter(slug=value).first()
 
 
-@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Team id or slug."})
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": PK_MAX},
+            {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$", "maxLength": 64},
+        ],
+        "description": "Team id or slug.",
+    }
+)
 class TeamRefField(serializers.Field):
     """Writes take a team id or slug; reads show ``{"id", "slug", "name"}``."""
 

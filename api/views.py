@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.db import IntegrityError
 from django.db.models import OuterRef, Prefetch, Subquery
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -41,7 +40,8 @@ from .serializers import (
 ID = r"[0-9]+"
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    # Printable ASCII without spaces at either end (HTTP servers strip those), as create() checks.
+    {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX, "pattern": r"^[!-~]([ -~]*[!-~])?$"},
     OpenApiParameter.HEADER,
     description=(
         "Any unique string up to 255 characters. A retry with the same key and body returns the first "
