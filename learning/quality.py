@@ -109,16 +109,11 @@ def confusion(outcomes: Outcomes, classes: Sequence[str] | None = None) -> Confu
     return Confusion(classes=names, matrix=matrix.astype(int).tolist())
 
 
-def accuracy(outcomes: Outcomes) -> float | None:
+def labels_and_tops(outcomes: Outcomes) -> tuple[list[str], list[str]]:
+    """Label and top team of each labeled ticket: what ``mlops.calibration.accuracy`` and ``macro_f1``
+    (macro-F1 across every team seen in either) compare."""
     mask = outcomes.labeled
-    return calibration.accuracy(outcomes.label[mask].tolist(), outcomes.top[mask].tolist())
-
-
-def macro_f1(outcomes: Outcomes) -> float | None:
-    """Macro-F1 of top team vs. label over labeled tickets (``mlops.calibration.macro_f1``: across every
-    team seen in either, a team predicted but never the label counting with F1 = 0)."""
-    mask = outcomes.labeled
-    return calibration.macro_f1([str(y) for y in outcomes.label[mask]], [str(t) for t in outcomes.top[mask]])
+    return [str(y) for y in outcomes.label[mask]], [str(t) for t in outcomes.top[mask]]
 
 
 @dataclass(frozen=True)
@@ -211,8 +206,8 @@ def quality(rows: Sequence[DecisionRow], marks: Iterable[tuple[int, int | None, 
     return QualityRow(
         predictions=len(rows),
         labeled=int(outcomes.labeled.sum()),
-        accuracy=accuracy(outcomes),
-        macro_f1=macro_f1(outcomes),
+        accuracy=calibration.accuracy(*labels_and_tops(outcomes)),
+        macro_f1=calibration.macro_f1(*labels_and_tops(outcomes)),
         ece=overall_reliability(outcomes).ece,
         auto_route_rate=_ratio(len(auto), len(rows)),
         auto_route_precision=_ratio(sum(1 for r in auto_labeled if r.chosen == r.label), len(auto_labeled)),

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from learning import quality, tuning
+from mlops import calibration
 
 TEAMS = ["a", "b", "c"]
 
@@ -200,14 +201,14 @@ def test_accuracy_and_macro_f1_equal_a_direct_computation():
     rows, _ = random_outcomes()
     labeled = [r for r in rows if r[3] is not None]
     outcomes = tuning.Outcomes.from_rows(rows)
-    assert quality.accuracy(outcomes) == sum(r[1] == r[3] for r in labeled) / len(labeled)
+    assert calibration.accuracy(*quality.labels_and_tops(outcomes)) == sum(r[1] == r[3] for r in labeled) / len(labeled)
     f1s = []
     for team in sorted({r[1] for r in labeled} | {r[3] for r in labeled}):
         tp = sum(1 for r in labeled if r[1] == team and r[3] == team)
         fp = sum(1 for r in labeled if r[1] == team and r[3] != team)
         fn = sum(1 for r in labeled if r[1] != team and r[3] == team)
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    assert quality.macro_f1(outcomes) == pytest.approx(sum(f1s) / len(f1s), abs=1e-12)
+    assert calibration.macro_f1(*quality.labels_and_tops(outcomes)) == pytest.approx(sum(f1s) / len(f1s), abs=1e-12)
 
 
 def test_helpfulness_share_and_mrr_of_the_first_helpful_article():
