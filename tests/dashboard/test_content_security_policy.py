@@ -5,8 +5,10 @@ block. (The browser tests in tests/browser check that the pages still work under
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
@@ -84,3 +86,13 @@ def test_only_the_api_docs_pages_may_use_inline_styles_and_they_run_no_inline_sc
         assert not [tag for tag in inline_code(response.content.decode()) if tag.startswith("<script")], url
     script = client.get("/api/docs/?script=")
     assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()
+
+
+def test_no_template_carries_inline_script_style_or_event_handlers():
+    """Pages the list above does not open are covered too: a template with inline code breaks under the policy."""
+    root = Path(django_settings.BASE_DIR, "templates")
+    templates = sorted(root.rglob("*.html"))
+    assert len(templates) > 10
+    for template in templates:
+        text = re.sub(r"{% comment %}.*?{% endcomment %}|{#.*?#}", "", template.read_text(), flags=re.S)
+        assert inline_code(text) == [], template
