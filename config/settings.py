@@ -250,6 +250,10 @@ SEARCH_LEXICAL_CANDIDATES = env_int("SEARCH_LEXICAL_CANDIDATES", 100, minimum=0)
 # 10-40 ms a pair, and the fused top 30 already hold the helpful article for nearly every demo ticket.
 SEARCH_RERANK_DEPTH = env_int("SEARCH_RERANK_DEPTH", 30, minimum=0)
 SEARCH_RERANK_BATCH_SIZE = env_int("SEARCH_RERANK_BATCH_SIZE", 32, minimum=1)
+# Which tickets the cross-encoder reads: all, short (at most the fusion policy's short_max_words words:
+# one-liners, where it is the best stage), or off. auto: all on a GPU or a CPU that computes bfloat16
+# natively, off on other CPUs, where it costs over a second per ticket (search/README.md).
+SEARCH_RERANK = env_choice("SEARCH_RERANK", "auto", ("auto", "all", "short", "off"))
 SEARCH_SUGGESTIONS = env_int("SEARCH_SUGGESTIONS", 5, minimum=1)
 # hnsw.ef_search for queries; raised to the candidate count when lower.
 SEARCH_EF_SEARCH = env_int("SEARCH_EF_SEARCH", 200, minimum=1)

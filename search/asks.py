@@ -74,6 +74,8 @@ def clean_ask(text: str) -> str:
     'My parcel never arrived. Can you check?'
     """
     original = " ".join(text.split())
+    # One-line exports write a blank line (paragraph, signature, quoted reply) as two spaces.
+    text = re.sub(r"(?<=\S) {2,}(?=\S)", "\n\n", text.strip())
     body = _QUOTED_LINE.sub("", text)
     quote = _QUOTE_START.search(body)
     if quote and quote.start() > 0:

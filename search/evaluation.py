@@ -115,7 +115,7 @@ def load_feedback(path: Path) -> list[tuple[str, str, bool]]:
             raise EvaluationInputError(f"{path}:{number}: expected text<TAB>article_id<TAB>helpful")
         if cols[2].strip() not in ("0", "1"):
             raise EvaluationInputError(f"{path}:{number}: helpful must be 1 or 0, got {cols[2].strip()!r}")
-        rows.append((" ".join(cols[0].split()), cols[1].strip(), cols[2].strip() == "1"))
+        rows.append((cols[0].strip(), cols[1].strip(), cols[2].strip() == "1"))  # breaks kept for clean_ask
     if not rows:
         raise EvaluationInputError(f"{path}: no marks")
     return rows
@@ -274,7 +274,7 @@ def without_feedback(features: Features) -> Features:
 
 def latency_summary(features: Features) -> dict[str, dict[str, float]]:
     out = {}
-    for part in ("embed", "dense", "lexical", "questions", "rerank"):
+    for part in ("embed", "dense", "lexical", "questions", "rerank", "total"):
         values = [t[part] for t in features.latency_ms.values() if part in t]
         if values:
             out[part] = {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95))}

@@ -204,7 +204,7 @@ def _worst_margin(policy: FusionPolicy, sets: Sequence[LabeledSet], bests: Mappi
     for labeled_set in sets:
         values = []
         for q in labeled_set.labeled():
-            w = weights_for(policy, labeled_set.words.get(q))
+            w = weights_for(policy, labeled_set.words.get(q), labeled_set.features[q])
             values.append(
                 _query_objective(labeled_set.features[q], labeled_set.qrels[q], np.array([[w[s] for s in STAGES]]))[0]
             )
@@ -254,7 +254,7 @@ def cross_fitted_metrics(
         policy = fit_policy([fit_set], step=step, short_max_words=short_max_words, stages=stages).policy
         fold_policies.append(policy)
         for q in held:
-            rankings[q] = rank(combine(features[q], weights_for(policy, words.get(q))))
+            rankings[q] = rank(combine(features[q], weights_for(policy, words.get(q), features[q])))
     return summarise(rankings, qrels), fold_policies
 
 
@@ -300,7 +300,7 @@ def guarded_fit(
     def mean(weights_of) -> float:
         return statistics.fmean(policy_objective(marks.features[q], marks.qrels[q], weights_of(q)) for q in qids)
 
-    held_out = {"in force": mean(lambda q: weights_for(in_force, marks.words.get(q)))}
+    held_out = {"in force": mean(lambda q: weights_for(in_force, marks.words.get(q), marks.features[q]))}
     for stage in stages:
         held_out[stage] = mean(lambda q, stage=stage: {stage: 1.0})
     part = {q: int(hashlib.sha1(q.encode()).hexdigest(), 16) % folds for q in qids}

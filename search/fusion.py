@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .metrics import summarise
@@ -112,6 +112,9 @@ class FusionPolicy:
     short: dict[str, float]
     long: dict[str, float]
     short_max_words: int | None = None
+    # For queries the cross-encoder did not read (SEARCH_RERANK): fitted without the rerank stage
+    # rather than this policy's vectors rescaled, which would hand the rerank weight to the others.
+    unreranked: FusionPolicy | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "short", normalise_weights(self.short))
@@ -141,13 +144,17 @@ class FusionPolicy:
                 short=dict(data["short"]), long=dict(data["long"]), short_max_words=data.get("short_max_words")
             )
         else:
-            vectors = [data]
-            policy = cls.single(data)
+            vectors = [{k: v for k, v in data.items() if k != "unreranked"}]
+            policy = cls.single(vectors[0])
         for vector in vectors:
-            unknown = set(vector) - set(STAGES)
+            unknown = set(vector) - set(STAGES) - {"unreranked"}
             if unknown:
                 raise ValueError(f"unknown fusion stage(s) {sorted(unknown)}; stages are {list(STAGES)}")
-        return policy if any("feedback" in v for v in vectors) else policy.learning()
+        if not any("feedback" in v for v in vectors):
+            policy = policy.learning()
+        if isinstance(data.get("unreranked"), Mapping):
+            policy = replace(policy, unreranked=cls.from_json(data["unreranked"]))
+        return policy
 
     def learning(self) -> FusionPolicy:
         """The same policy with its dense weight on the ``feedback`` stage (dense over passages and
@@ -161,12 +168,17 @@ class FusionPolicy:
         def move(w: Mapping[str, float]) -> dict[str, float]:
             return {**w, "dense": 0.0, "feedback": w.get("feedback", 0.0) + w.get("dense", 0.0)}
 
-        return FusionPolicy(short=move(self.short), long=move(self.long), short_max_words=self.short_max_words)
+        unreranked = self.unreranked.learning() if self.unreranked is not None else None
+        return FusionPolicy(move(self.short), move(self.long), self.short_max_words, unreranked)
 
     def to_json(self) -> dict:
         if self.short_max_words is None:
-            return dict(self.long)
-        return {"short_max_words": self.short_max_words, "short": dict(self.short), "long": dict(self.long)}
+            data: dict = dict(self.long)
+        else:
+            data = {"short_max_words": self.short_max_words, "short": dict(self.short), "long": dict(self.long)}
+        if self.unreranked is not None:
+            data["unreranked"] = self.unreranked.to_json()
+        return data
 
     def regime(self, words: int) -> str:
         """``short`` or ``long`` for a gated policy, ``all`` for a single vector."""
@@ -184,17 +196,23 @@ class FusionPolicy:
         def fmt(w: Mapping[str, float]) -> str:
             return ", ".join(f"{k}={v:.2f}" for k, v in w.items())
 
-        if self.short_max_words is None:
-            return fmt(self.long)
-        return f"≤{self.short_max_words} words: {fmt(self.short)}; longer: {fmt(self.long)}"
+        text = (
+            fmt(self.long)
+            if self.short_max_words is None
+            else (f"≤{self.short_max_words} words: {fmt(self.short)}; longer: {fmt(self.long)}")
+        )
+        return text if self.unreranked is None else f"{text}; not reranked: {self.unreranked.describe()}"
 
 
 Weights = Mapping[str, float] | FusionPolicy
 
 
-def weights_for(weights: Weights, words: int | None) -> dict[str, float]:
-    """The weight vector ``weights`` (a vector or a policy) gives a query of ``words`` words."""
+def weights_for(weights: Weights, words: int | None, stage_scores: StageScores | None = None) -> dict[str, float]:
+    """The weight vector ``weights`` (a vector or a policy) gives a query of ``words`` words; with the
+    query's ``stage_scores``, a policy's ``unreranked`` vectors where the cross-encoder did not read it."""
     if isinstance(weights, FusionPolicy):
+        if weights.unreranked is not None and stage_scores is not None and not stage_scores.get("rerank"):
+            weights = weights.unreranked
         if words is None:
             if weights.short_max_words is not None:
                 raise ValueError("a length-gated fusion policy needs the query's length")
@@ -229,7 +247,7 @@ def stage_metrics(
 ) -> dict[str, dict[str, float]]:
     """Metrics of every stage and of the final ranking; ``words`` (query lengths) serve a policy."""
     words = words or {}
-    per_query = {q: stage_rankings(f, weights_for(weights, words.get(q))) for q, f in features.items()}
+    per_query = {q: stage_rankings(f, weights_for(weights, words.get(q), f)) for q, f in features.items()}
     return {stage: summarise({q: r[stage] for q, r in per_query.items()}, qrels) for stage in (*STAGES, "final")}
 
 

@@ -123,6 +123,12 @@ class Suggestion(models.Model):
     score = models.FloatField()
     rank = models.PositiveIntegerField()
     stage_scores = models.JSONField(default=dict, blank=True)
+    relevance = models.FloatField(
+        null=True, blank=True, help_text="Probability that the article helps (search/relevance.py); none: no model."
+    )
+    fits = models.BooleanField(
+        default=True, help_text="At or above the relevance cutoff; when no suggestion fits, the page says so."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from .asks import clean_ask
-from .fusion import FusionPolicy, combine, query_words, rank, weights_for
+from .fusion import DEFAULT_SHORT_MAX_WORDS, FusionPolicy, combine, query_words, rank, weights_for
 
 _SEARCHABLE = "a.published AND a.indexed_hash <> ''"
 
@@ -80,6 +80,17 @@ class SearchResult:
 
         keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in self.stage_scores.items()}
         return {s: [int(a) for a in r] for s, r in stage_rankings(keyed, self.weights).items()}
+
+
+def rerank_scope() -> str:
+    """Which queries the cross-encoder reads: ``all``, ``short`` or ``off`` (``SEARCH_RERANK``; ``auto``
+    resolved for this machine: all with a GPU or native bfloat16, else off — on a CPU without them
+    30 pairs cost over a second per ticket, see search/README.md)."""
+    if settings.SEARCH_RERANK != "auto":
+        return settings.SEARCH_RERANK
+    from mlops.inference.encoders import cpu_computes_bfloat16, resolve_device
+
+    return "all" if resolve_device().startswith("cuda") or cpu_computes_bfloat16() else "off"
 
 
 def clean_query(text: object) -> str:
@@ -232,8 +243,10 @@ def search(
     """Rank the knowledge base's articles for ``query`` through every stage.
 
     ``weights`` is a stage weight vector or a ``FusionPolicy`` (default: the active one), which picks
-    the vector by the query's length. ``exclude_ticket``: that ticket's own learned questions are
-    not read (a ticket is not suggested what it taught).
+    the vector by the query's length. ``rerank_depth`` (default ``SEARCH_RERANK_DEPTH``, 0 where
+    ``rerank_scope()`` leaves this query out) passages are read by the cross-encoder.
+    ``exclude_ticket``: that ticket's own learned questions are not read (a ticket is not suggested
+    what it taught).
 
     >>> result = search("my card was declined at checkout")           # doctest: +SKIP
     >>> [(hit.article_id, round(hit.final, 2)) for hit in result.top(3)]  # doctest: +SKIP
@@ -243,16 +256,23 @@ def search(
 
     from .fusion import active_weights
 
+    raw = query
     query = clean_query(query)
+    # The learned questions are asks (no greeting or signature): the ticket is matched to them by its
+    # own, read from the text with its line breaks.
+    ask = " ".join(clean_ask(raw).split())[: settings.SEARCH_QUERY_MAX_CHARS]
     dense_n = dense_n or settings.SEARCH_DENSE_CANDIDATES
     lexical_n = lexical_n if lexical_n is not None else settings.SEARCH_LEXICAL_CANDIDATES
-    rerank_depth = settings.SEARCH_RERANK_DEPTH if rerank_depth is None else rerank_depth
-    weights = weights_for(weights if weights is not None else active_weights()[0], query_words(query))
+    policy = weights if weights is not None else active_weights()[0]
+    words = query_words(query)
+    if rerank_depth is None:
+        scope = rerank_scope()
+        short = words <= (getattr(policy, "short_max_words", None) or DEFAULT_SHORT_MAX_WORDS)
+        rerank_depth = settings.SEARCH_RERANK_DEPTH if scope == "all" or (scope == "short" and short) else 0
     embedder = embedder or get_embedder()
     timings: dict[str, float] = {}
+    started = time.perf_counter()
 
-    # The learned questions are asks (no greeting or signature): the ticket is matched to them by its own.
-    ask = clean_ask(query)
     t0 = time.perf_counter()
     vectors = embedder.encode([query] if ask == query else [query, ask])
     vector, ask_vector = vectors[0], vectors[-1]
@@ -299,6 +319,7 @@ def search(
 
     stage_scores["feedback"] = feedback_scores(stage_scores["dense"], questions)
     keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in stage_scores.items()}
+    weights = weights_for(policy, words, keyed)  # the policy's unreranked vectors where nothing was reranked
     final = combine(keyed, weights)
     articles = []
     for key in rank(final):
@@ -319,6 +340,7 @@ def search(
                 feedback=stage_scores["feedback"].get(a),
             )
         )
+    timings["total"] = (time.perf_counter() - started) * 1000
     return SearchResult(
         query=query,
         articles=articles,

@@ -235,7 +235,9 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
     """Compute and store the top-``k`` article suggestions for a ticket; returns them, best first.
 
     ``ticket`` is a Ticket or its id. Earlier suggestions of the ticket are replaced (agents' helpful
-    marks stay). A ticket with no text, or a knowledge base with nothing searchable, gets none.
+    marks stay). A ticket with no text, or a knowledge base with nothing searchable, gets none. Each
+    carries its relevance probability; those below the cutoff are stored with ``fits=False`` (the page
+    shows "no article fits" when none fits). The ticket's own learned questions are not read.
 
     >>> [(s.rank, s.article.title, round(s.score, 2)) for s in suggest_for_ticket(ticket)]  # doctest: +SKIP
     [(1, 'Why was I charged twice?', 2.1), ...]
@@ -243,6 +245,7 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
     from triage.models import Ticket
 
     from .fusion import active_weights, query_words
+    from .relevance import load_relevance_model
     from .retrieval import search
 
     if not isinstance(ticket, Ticket):
@@ -250,11 +253,16 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
     k = k or settings.SEARCH_SUGGESTIONS
     policy, weights_source = active_weights()
     try:
-        result = search(ticket.text, weights=policy, **dict(search_kwargs or {}))
+        result = search(ticket.text, weights=policy, exclude_ticket=ticket.pk, **dict(search_kwargs or {}))
     except ValidationError:
         hits, result = [], None
     else:
         hits = result.top(k)
+    relevance = {}
+    model = load_relevance_model()
+    if model is not None and hits:
+        keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in result.stage_scores.items()}
+        relevance = model.score(keyed, {str(h.article_id): h.final for h in result.articles}, k)
     with transaction.atomic():
         Suggestion.objects.filter(ticket=ticket).delete()
         rows = [
@@ -265,6 +273,8 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
                 passage_text=hit.passage_text,
                 score=hit.final,
                 rank=rank,
+                relevance=relevance.get(str(hit.article_id)),
+                fits=model is None or relevance.get(str(hit.article_id), 0.0) >= model.cutoff,
                 stage_scores={
                     **hit.stage_scores(),
                     "weights": result.weights,

@@ -230,6 +230,8 @@ def _suggestions_context(ticket: Ticket, user, *, since: datetime | None = None)
     return {
         "ticket": ticket,
         "suggestions": suggestions,
+        # Below the relevance cutoff a suggestion is not shown; with none above, "no article fits".
+        "fitting": [s for s in suggestions if s.fits],
         "suggestions_waiting": not suggestions and now - ticket.created_at < SUGGESTIONS_WAIT,
         "refreshing_since": since.timestamp() if refreshing else None,
     }

@@ -13,7 +13,10 @@ moves an old one between the parts:
   40-69), a second, never-fitted set of short queries. Half, because reranking is the costly part
   of an evaluation on two shared CPU cores.
 
-Tickets that list no article are left out (the metrics need at least one relevant article).
+Tickets that list no article are *no-answer* queries: they go into ``demo_dev_*`` / ``demo_test_*``
+without a qrels line (the ranking metrics skip them; the "no article fits" cutoff is scored on them),
+with the hand-written questions of ``demo_no_answer.tsv`` that no demo article answers, split by the
+same hash.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent.parent / "triage" / "demo_data" / "tickets.jsonl"
 DEV_SHARE = 40  # percent
+NO_ANSWER = HERE / "demo_no_answer.tsv"
 
 
 def _clean(text: str) -> str:
@@ -43,11 +47,12 @@ def build(tickets_path: Path = DEMO, out: Path = HERE) -> dict[str, int]:
             continue
         ticket = json.loads(line)
         articles = ticket.get("articles") or []
-        if not articles:
-            continue
         qid = ticket["external_id"]
         text = _clean(f"{ticket.get('subject', '')}\n\n{ticket['body']}")
         b = bucket(qid)
+        if not articles:
+            parts["dev" if b < DEV_SHARE else "test"][0].append(f"{qid}\t{text}")
+            continue
         names = ["dev", "subject_dev"] if b < DEV_SHARE else ["test", "subject_test"] if b < 70 else ["test"]
         for name in names:
             queries, qrels = parts[name]
@@ -55,6 +60,10 @@ def build(tickets_path: Path = DEMO, out: Path = HERE) -> dict[str, int]:
             query = _clean(ticket.get("subject") or ticket["body"].splitlines()[0]) if subject_only else text
             queries.append(f"{qid}\t{query}")
             qrels.extend(f"{qid}\t{article}\t1" for article in dict.fromkeys(articles))
+    for line in NO_ANSWER.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            qid, text = line.split("\t", 1)
+            parts["dev" if bucket(qid) < DEV_SHARE else "test"][0].append(f"{qid}\t{_clean(text)}")
     counts = {}
     for name, (queries, qrels) in parts.items():
         write_set(out, f"demo_{name}", queries, qrels)

@@ -191,3 +191,17 @@ def test_cross_fitting_a_gated_policy_uses_query_lengths():
     metrics, policies = cross_fitted_metrics(features, qrels, folds=2, step=0.25, words=words, short_max_words=12)
     assert metrics["queries"] == 80 and all(p.short_max_words == 12 for p in policies)
     assert all(p.short["rerank"] >= 0.5 and p.long["rerank"] <= 0.25 for p in policies)
+
+
+def test_queries_the_cross_encoder_did_not_read_are_ranked_with_the_policys_unreranked_vectors():
+    policy = FusionPolicy.from_json(
+        {"dense": 0.2, "hybrid": 0.3, "rerank": 0.5, "unreranked": {"dense": 0.9, "hybrid": 0.1}}
+    )
+    reranked = {"dense": {"a": 1.0}, "hybrid": {"a": 1.0}, "rerank": {"a": 2.0}}
+    not_reranked = {"dense": {"a": 1.0}, "hybrid": {"a": 1.0}, "rerank": {}}
+    assert weights_for(policy, 5, reranked)["rerank"] == pytest.approx(0.5)
+    assert weights_for(policy, 5, not_reranked) == pytest.approx(
+        {"dense": 0.0, "hybrid": 0.1, "rerank": 0.0, "feedback": 0.9}
+    )
+    assert FusionPolicy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+    assert "not reranked" in policy.describe()

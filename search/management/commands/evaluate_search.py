@@ -76,7 +76,8 @@ class Command(DatabaseCommand):
             without_feedback,
         )
         from search.fitting import guarded_fit
-        from search.fusion import active_weights, load_weights_file
+        from search.fusion import active_weights, load_weights_file, weights_for
+        from search.relevance import apply_model, cutoff_metrics, load_relevance_model
 
         for path in (kb, queries, qrels, *([feedback] if feedback else [])):
             if not path.is_file():
@@ -123,6 +124,12 @@ class Command(DatabaseCommand):
             del metrics["feedback"]  # the dense stage itself when nothing was learned
         else:
             metrics["final_without_feedback"] = evaluate(without_feedback(features), labels, fusion)["final"]
+        relevance = load_relevance_model()
+        if relevance is not None:
+            probabilities, finals = apply_model(
+                relevance, features.scores, lambda q: weights_for(served, features.words.get(q), features.scores[q])
+            )
+            metrics["cutoff"] = cutoff_metrics(probabilities, finals, labels, relevance.cutoff)
         fold_weights = []
         if cross_fit:
             from search.fitting import cross_fitted_metrics
@@ -156,6 +163,14 @@ class Command(DatabaseCommand):
             f"{metrics['final']['mrr@10']:.4f} ({metrics['final']['mrr@10'] - metrics[best]['mrr@10']:+.4f}); "
             f"final vs dense {100 * (metrics['final']['mrr@10'] / max(metrics['dense']['mrr@10'], 1e-9) - 1):+.1f} %"
         )
+        if "cutoff" in metrics:
+            c = metrics["cutoff"]
+            silent = "—" if c["no_answer_silent"] is None else f"{c['no_answer_silent']:.3f}"
+            self.stdout.write(
+                f"cutoff p≥{c['cutoff']:.3f}: coverage {c['coverage']:.3f}, precision of the first suggestion "
+                f"{c['precision']:.3f}, no-answer queries left without a suggestion {silent} "
+                f"(of {c['no_answer_queries']})"
+            )
         if cross_fit:
             self.stdout.write(
                 f"final_cv: weights fitted on this set, {cross_fit}-fold cross-fitted; fold weights "
