@@ -37,7 +37,7 @@ _SIGN_OFF = re.compile(
     r"(?:^|[\s.!?])((?:best|kind|warm|warmest|many|with)?\s?regards|best wishes|all the best|"
     r"(?:many\s|thanks\s)?thanks(?:\sagain|\sa lot|\sin advance|\sso much)?|thank you(?:\sin advance|\sso much)?|"
     r"cheers|sincerely|yours(?:\struly|\ssincerely|\sfaithfully)?|best|cordially)\s*[,!.\-]*\s*\n?"
-    r"(?=(?:\S+\s*){0,30}$)",
+    r"(?=(?:\S+\s+){0,30}\S*$)",  # each word ends in whitespace: no ambiguous (exponential) backtracking
     re.IGNORECASE,
 )
 _SIGNATURE_DASHES = re.compile(r"(?:^|\n)--\s*\n.*$", re.DOTALL)

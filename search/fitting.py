@@ -120,6 +120,7 @@ def fit_policy(
     short_max_words: int | None = DEFAULT_SHORT_MAX_WORDS,
     min_regime_queries: int = 10,
     stages: Sequence[str] = BASE_STAGES,
+    prefer_dense: float | None = None,
 ) -> FitResult:
     """Grid-search the fusion policy whose worst fit set beats its own best single stage by the most.
 
@@ -132,6 +133,11 @@ def fit_policy(
     a single vector is fitted. Several policies often tie on small sets: their mean is returned,
     which sits inside the flat optimum instead of on its edge. ``stages``: the stages weighed (and
     competed against); ``feedback`` only where the sets have learned questions.
+
+    ``prefer_dense``: among the policies within this much of the best worst-set margin, the one that
+    leans most on the dense stage (then the tied ones' mean, as above). What is fitted on a few help
+    centres carries over to a new one best where it stays close to dense, the stage that varies
+    least between help centres; so a default trades a sliver of fit margin for that.
     """
     sets = [s for s in sets if s.labeled()]
     if not sets:
@@ -165,8 +171,14 @@ def fit_policy(
             margin = long_sum / len(qids) - best
         margins = margin if margins is None else np.minimum(margins, margin)
     top = float(margins.max())
-    ties = np.argwhere(margins >= top - 1e-9)
     columns = (0, 1) if gated else (0, 0)
+    ties = np.argwhere(margins >= top - 1e-9)
+    if prefer_dense is not None:
+        near = np.argwhere(margins >= top - prefer_dense)
+        dense_col = STAGES.index("dense")
+        lean = grid[near[:, columns[0]], dense_col] + grid[near[:, columns[1]], dense_col]
+        ties = near[lean >= lean.max() - 1e-9]
+        top = float(min(margins[tuple(t)] for t in ties))
     short_vec, long_vec = grid[ties[:, columns[0]]].mean(axis=0), grid[ties[:, columns[1]]].mean(axis=0)
     policy = _policy(short_vec, long_vec, short_max_words if gated else None)
     margin = _worst_margin(policy, sets, bests)

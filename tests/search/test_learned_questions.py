@@ -32,6 +32,16 @@ def test_the_ask_of_an_email_keeps_the_problem_and_drops_greeting_pleasantries_a
     assert clean_ask("Hello there!") == "Hello there!"
 
 
+def test_the_ask_of_a_long_email_is_found_in_linear_time():
+    import time
+
+    # A "thanks" early on, then hundreds of words: a signature pattern that backtracks took minutes here.
+    text = "Thanks for the reply. " + "The label printer stops after every parcel and I restart it. " * 60
+    started = time.perf_counter()
+    assert clean_ask(text).startswith("Thanks for the reply.")
+    assert time.perf_counter() - started < 1.0
+
+
 def test_a_helpful_mark_teaches_its_article_a_question_with_author_and_time(kb, teams, agent_alice, embedder):
     t = ticket("Refund for the renewal", EMAIL.split("\n\n", 1)[1], teams)
     mark = record_suggestion_feedback(t, kb["kb-refund"], helpful=True, agent=agent_alice)

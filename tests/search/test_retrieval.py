@@ -16,7 +16,10 @@ def titles(result, k=4):
 
 def test_a_ticket_finds_the_article_that_answers_it_at_every_stage(kb, embedder, cross_encoder):
     result = search(
-        "I was charged for the renewal and want my money back", embedder=embedder, cross_encoder=cross_encoder
+        "I was charged for the renewal and want my money back",
+        embedder=embedder,
+        cross_encoder=cross_encoder,
+        rerank_depth=30,  # whatever SEARCH_RERANK says for this machine
     )
     refund = kb["kb-refund"].pk
     assert titles(result)[0] == "kb-refund"
@@ -87,7 +90,8 @@ def test_reciprocal_rank_fusion_rewards_passages_both_lists_agree_on():
     assert fused[0].dense_rank == 2 and fused[0].lexical_rank == 1
 
 
-def test_suggestions_are_stored_for_a_ticket_with_the_matching_passage(kb):
+def test_suggestions_are_stored_for_a_ticket_with_the_matching_passage(kb, settings):
+    settings.SEARCH_RERANK = "all"
     ticket = Ticket.objects.create(subject="cant log in", body="forgot my password and the reset email never comes")
     stored = suggest_for_ticket(ticket, k=2)
     assert [s.rank for s in stored] == [1, 2]
@@ -107,9 +111,10 @@ def test_an_empty_knowledge_base_gives_no_suggestions(db):
     assert suggest_for_ticket(ticket) == []
 
 
-def test_a_length_gated_policy_ranks_each_query_with_the_weights_for_its_length(kb):
+def test_a_length_gated_policy_ranks_each_query_with_the_weights_for_its_length(kb, settings):
     from search.fusion import FusionPolicy
 
+    settings.SEARCH_RERANK = "all"
     policy = FusionPolicy(short={"rerank": 1}, long={"dense": 1}, short_max_words=4)
     short = search("password reset", weights=policy)
     assert short.weights == {"dense": 0.0, "hybrid": 0.0, "rerank": 1.0, "feedback": 0.0}
@@ -121,3 +126,17 @@ def test_a_length_gated_policy_ranks_each_query_with_the_weights_for_its_length(
     assert [h.article_id for h in long.top(3)] == sorted(
         long.stage_scores["dense"], key=lambda a: -long.stage_scores["dense"][a]
     )[:3]
+
+
+def test_search_rerank_says_which_queries_the_cross_encoder_reads(kb, embedder, settings):
+    from search.retrieval import rerank_scope
+
+    settings.SEARCH_RERANK = "short"
+    short = search("password reset email", embedder=embedder)
+    long = search("I forgot my password and the reset email never arrives in my inbox at all", embedder=embedder)
+    assert short.stage_scores["rerank"] and "rerank" in short.timings_ms
+    assert long.stage_scores["rerank"] == {} and "rerank" not in long.timings_ms
+    settings.SEARCH_RERANK = "off"
+    assert search("password reset email", embedder=embedder).stage_scores["rerank"] == {}
+    settings.SEARCH_RERANK = "auto"
+    assert rerank_scope() in ("all", "off")

@@ -34,6 +34,24 @@ class Command(DatabaseCommand):
             help=f"queries of at most this many words get their own weights (default {DEFAULT_SHORT_MAX_WORDS}); "
             "0 fits one vector for every query",
         )
+        parser.add_argument(
+            "--stages",
+            default="dense,hybrid,rerank",
+            help="stages to weigh, comma-separated (dense,hybrid for queries the cross-encoder does not read)",
+        )
+        parser.add_argument(
+            "--prefer-dense",
+            type=float,
+            metavar="TOL",
+            help="among policies within TOL of the best worst-set margin, take the one leaning most on dense "
+            "(for a default that must carry over to help centres it was not fitted on)",
+        )
+        parser.add_argument(
+            "--as-unreranked-of",
+            type=Path,
+            metavar="POLICY_JSON",
+            help="write POLICY_JSON's policy with this fit as its vectors for queries that are not reranked",
+        )
         parser.add_argument("--store", action="store_true", help="save as the active FusionWeights row")
         parser.add_argument("--output", type=Path, help="write the policy and fit metrics as JSON here")
         parser.add_argument("--rerank-depth", type=int)
@@ -53,6 +71,9 @@ class Command(DatabaseCommand):
         output,
         rerank_depth,
         cache,
+        stages,
+        prefer_dense,
+        as_unreranked_of,
         **options,
     ):
         from search.evaluation import EvaluationInputError, format_table
@@ -79,31 +100,55 @@ class Command(DatabaseCommand):
         if n_labeled < min_queries:
             raise CommandError(f"only {n_labeled} labeled queries; need at least {min_queries} (--min-queries)")
 
-        fit = fit_policy(sets, step=step, short_max_words=short_max_words or None)
+        from search.fusion import STAGES
+
+        chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
+        if not chosen or set(chosen) - set(STAGES):
+            raise CommandError(f"--stages: choose among {', '.join(STAGES)}")
+        fit = fit_policy(
+            sets, step=step, short_max_words=short_max_words or None, stages=chosen, prefer_dense=prefer_dense
+        )
+        policy = fit.policy
+        if as_unreranked_of:
+            from dataclasses import replace
+
+            from search.fusion import load_weights_file
+
+            try:
+                policy = replace(load_weights_file(as_unreranked_of), unreranked=fit.policy)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
         for name, metrics in fit.per_set.items():
             if len(fit.per_set) > 1:
                 self.stdout.write(f"{name}:")
             self.stdout.write(format_table(metrics))
-        self.stdout.write(f"weights: {fit.policy.describe()}")
+        self.stdout.write(f"weights: {policy.describe()}")
         self.stdout.write(f"worst set's final objective minus its best stage's: {fit.margin:+.4f}")
         payload = {
-            "weights": fit.policy.to_json(),
+            "weights": policy.to_json(),
             "source": source,
             "fitted_on": fitted_on,
             "n_queries": fit.n_queries,
             "step": step,
+            "stages": list(chosen),
+            "prefer_dense": prefer_dense,
             "margin": fit.margin,
             "fit_metrics": fit.metrics,
             "per_set_metrics": fit.per_set,
             **versions,
         }
+        if as_unreranked_of:
+            # The file it extends keeps its own fit record; this fit is recorded beside it.
+            original = json.loads(as_unreranked_of.read_text())
+            original = original if "weights" in original else {"weights": original}
+            payload = {**original, "weights": policy.to_json(), "unreranked_fit": payload}
         if output:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(json.dumps(payload, indent=2) + "\n")
             self.stdout.write(f"wrote {output}")
         if store:
             row = FusionWeights.objects.create(
-                weights=fit.policy.to_json(),
+                weights=policy.to_json(),
                 source=source,
                 n_queries=fit.n_queries,
                 metrics={**fit.metrics, "per_set": fit.per_set, "margin": fit.margin},
