@@ -83,3 +83,6 @@ class OnnxEmbedder:
 def get_onnx_embedder(model_name_or_path: str) -> OnnxEmbedder:
     """An ONNX bi-encoder (e.g. ``packaged:bge-small-en-v1.5``), loaded once per process."""
     return OnnxEmbedder(model_name_or_path)
+
+
+__all__ = ["PACKAGED_BGE_SMALL", "OnnxEmbedder", "get_onnx_embedder"]

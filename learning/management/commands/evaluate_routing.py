@@ -16,7 +16,6 @@ scorer and its model version, and throughput.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import sys
@@ -29,71 +28,10 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from learning.routing_files import read_descriptions, read_labeled_tsv, read_unlabeled_texts
+
 TARGET_PRECISIONS = (0.9, 0.95)
 CHUNK = 256
-
-
-def read_labeled_tsv(path: str | Path) -> tuple[list[str], list[str]]:
-    """Texts and labels of a ``text<TAB>label`` file with that header (quoted fields allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file")
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-        reader = csv.reader(handle, dialect="excel-tab")
-        header = next(reader, None)
-    except UnicodeDecodeError as exc:
-        raise CommandError(f"{path}: not UTF-8 text ({exc})") from None
-    with handle:
-        if header is None:
-            raise CommandError(f"{path}: the file is empty; expected a header line 'text<TAB>label'")
-        if [h.strip().lower() for h in header[:2]] != ["text", "label"]:
-            raise CommandError(f"{path}: the header must be 'text<TAB>label', got {header!r}")
-        texts: list[str] = []
-        labels: list[str] = []
-        try:
-            for row in reader:
-                line = reader.line_num
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                if len(row) < 2:
-                    raise CommandError(f"{path}: line {line}: expected 'text<TAB>label', got {len(row)} column(s)")
-                text, label = row[0].strip(), row[1].strip()
-                if not text:
-                    raise CommandError(f"{path}: line {line}: empty text")
-                if not label:
-                    raise CommandError(f"{path}: line {line}: empty label")
-                texts.append(text)
-                labels.append(label)
-        except UnicodeDecodeError as exc:
-            raise CommandError(f"{path}: not UTF-8 text ({exc})") from None
-        except csv.Error as exc:
-            raise CommandError(f"{path}: line {reader.line_num}: {exc}") from None
-    if not texts:
-        raise CommandError(f"{path}: no rows after the header")
-    return texts, labels
-
-
-def read_descriptions(path: str | Path) -> dict[str, tuple[str, str]]:
-    """``label<TAB>description[<TAB>hypothesis]`` per line (a ``label<TAB>description`` header is optional)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file")
-    out: dict[str, tuple[str, str]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, dialect="excel-tab")
-        for row in reader:
-            if not row or not row[0].strip() or row[0].startswith("#"):
-                continue
-            if reader.line_num == 1 and [c.strip().lower() for c in row[:2]] == ["label", "description"]:
-                continue
-            if len(row) < 2 or not row[1].strip():
-                raise CommandError(f"{path}: line {reader.line_num}: expected 'label<TAB>description'")
-            label = row[0].strip()
-            if label in out:
-                raise CommandError(f"{path}: line {reader.line_num}: label {label!r} is described twice")
-            out[label] = (row[1].strip(), row[2].strip() if len(row) > 2 else "")
-    return out
 
 
 def _parse_option(raw: str) -> tuple[str, Any]:
@@ -138,6 +76,13 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=0, help="evaluate on a random sample of N test rows")
         parser.add_argument(
             "--calibration-limit", type=int, default=2000, help="at most this many calibration rows (sampled)"
+        )
+        parser.add_argument(
+            "--unlabeled",
+            help="text[<TAB>label] file of unlabeled tickets to self-train on (a label column is never read)",
+        )
+        parser.add_argument(
+            "--unlabeled-limit", type=int, default=5000, help="self-train on the first N unlabeled tickets (0: all)"
         )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
@@ -205,14 +150,6 @@ class Command(BaseCommand):
 
     # --- run ------------------------------------------------------------------------------------
     def handle(self, *args: Any, **opts: Any) -> None:
-        from mlops.calibration import (
-            classification_report,
-            coverage_at_precision,
-            evaluate_thresholds,
-            expected_calibration_error,
-            fit_calibration,
-            softmax,
-        )
         from mlops.inference.scorers import ClassSpec, InvalidInput, validate_template
 
         rng = random.Random(opts["seed"])
@@ -258,6 +195,13 @@ class Command(BaseCommand):
         except InvalidInput as exc:
             raise CommandError(f"bad class: {exc}") from None
         index = {label: i for i, label in enumerate(labels)}
+        y_test = np.array([index[label] for label in test_labels])
+        calibration_set = dev or train
+        calibration_name = "dev" if dev else ("train" if train else None)
+        if calibration_set is not None and len(calibration_set[0]) > opts["calibration_limit"] > 0:
+            keep = sorted(rng.sample(range(len(calibration_set[0])), opts["calibration_limit"]))
+            calibration_set = ([calibration_set[0][i] for i in keep], [calibration_set[1][i] for i in keep])
+        unlabeled = read_unlabeled_texts(opts["unlabeled"], opts["unlabeled_limit"]) if opts["unlabeled"] else None
 
         name = opts["scorer"] or settings.TRIAGE_ROUTING_SCORER or "auto"
         options = dict(_parse_option(raw) for raw in opts["options"])
@@ -268,36 +212,13 @@ class Command(BaseCommand):
             self.log(f"{fallback}; evaluating {scorer.name}")
         self.log(f"scorer {scorer.name} ({scorer.version}); {len(test_texts)} test tickets, {len(classes)} classes")
 
-        try:
-            test_logits, seconds = self.score(scorer, test_texts, classes)
-            y_test = np.array([index[label] for label in test_labels])
-            calibration_set = dev or train
-            calibration_name = "dev" if dev else ("train" if train else None)
-            cal: dict[str, Any] = {"method": "none"}
-            temperature = None
-            thresholds = None
-            if calibration_set is not None:
-                cal_texts, cal_labels = calibration_set
-                if len(cal_texts) > opts["calibration_limit"] > 0:
-                    keep = sorted(rng.sample(range(len(cal_texts)), opts["calibration_limit"]))
-                    cal_texts, cal_labels = [cal_texts[i] for i in keep], [cal_labels[i] for i in keep]
-                self.log(f"calibrating on {calibration_name}: {len(cal_texts)} tickets")
-                cal_logits, _ = self.score(scorer, cal_texts, classes)
-                y_cal = np.array([index[label] for label in cal_labels])
-                fitted = fit_calibration(
-                    cal_logits,
-                    y_cal,
-                    labels,
-                    target_precision=opts["target_precision"] or settings.TRIAGE_TARGET_PRECISION,
-                    mode=opts["threshold_mode"],
-                )
-                temperature, thresholds = fitted.temperature, fitted.thresholds
-                cal = {**fitted.as_dict(), "split": calibration_name}
-        except InvalidInput as exc:
-            raise CommandError(str(exc)) from None
+        def measure(model) -> dict[str, Any]:
+            try:
+                return self.measure(model, classes, labels, test_texts, y_test, calibration_set, calibration_name, opts)
+            except InvalidInput as exc:
+                raise CommandError(str(exc)) from None
 
-        raw_probs = softmax(test_logits)
-        report = classification_report(y_test, raw_probs.argmax(axis=1), labels)
+        zero_shot = measure(scorer)
         result: dict[str, Any] = {
             "scorer": scorer.name,
             "model_ref": scorer.model_ref,
@@ -309,6 +230,62 @@ class Command(BaseCommand):
             "n_classes": len(labels),
             "descriptions": str(opts["descriptions"]) if opts["descriptions"] else None,
             "examples_per_class": opts["examples_per_class"],
+            **zero_shot,
+            "load_seconds": load_seconds,
+            "label_counts": dict(Counter(test_labels)),
+        }
+        if unlabeled is not None:
+            result.update(self.self_trained(unlabeled, classes, zero_shot, measure), zero_shot_scorer=scorer.name)
+        result = _round(result)
+
+        self.print_table(result)
+        if opts["json_out"]:
+            out = Path(opts["json_out"])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+            self.log(f"wrote {out}")
+
+    def measure(
+        self,
+        scorer,
+        classes: list,
+        labels: list[str],
+        test_texts: list[str],
+        y_test: np.ndarray,
+        calibration_set: tuple[list[str], list[str]] | None,
+        calibration_name: str | None,
+        opts: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Accuracy, calibration and coverage of one scorer on the test file (calibrated on dev or train)."""
+        from mlops.calibration import (
+            classification_report,
+            coverage_at_precision,
+            evaluate_thresholds,
+            expected_calibration_error,
+            fit_calibration,
+            softmax,
+        )
+
+        test_logits, seconds = self.score(scorer, test_texts, classes)
+        cal: dict[str, Any] = {"method": "none"}
+        temperature = thresholds = None
+        if calibration_set is not None:
+            cal_texts, cal_labels = calibration_set
+            self.log(f"calibrating on {calibration_name}: {len(cal_texts)} tickets")
+            cal_logits, _ = self.score(scorer, cal_texts, classes)
+            index = {label: i for i, label in enumerate(labels)}
+            fitted = fit_calibration(
+                cal_logits,
+                np.array([index[label] for label in cal_labels]),
+                labels,
+                target_precision=opts["target_precision"] or settings.TRIAGE_TARGET_PRECISION,
+                mode=opts["threshold_mode"],
+            )
+            temperature, thresholds = fitted.temperature, fitted.thresholds
+            cal = {**fitted.as_dict(), "split": calibration_name}
+        raw_probs = softmax(test_logits)
+        report = classification_report(y_test, raw_probs.argmax(axis=1), labels)
+        result: dict[str, Any] = {
             "accuracy": report["accuracy"],
             "macro_f1": report["macro_f1"],
             "balanced_accuracy": report["balanced_accuracy"],
@@ -335,17 +312,69 @@ class Command(BaseCommand):
             }
         result["per_class"] = report["per_class"]
         result["seconds"] = seconds
-        result["load_seconds"] = load_seconds
         result["tickets_per_second"] = len(test_texts) / seconds if seconds > 0 else None
-        result["label_counts"] = dict(Counter(test_labels))
-        result = _round(result)
+        return result
 
-        self.print_table(result)
-        if opts["json_out"]:
-            out = Path(opts["json_out"])
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-            self.log(f"wrote {out}")
+    def self_trained(self, unlabeled: list[str], classes: list, zero_shot: dict[str, Any], measure) -> dict[str, Any]:
+        """Self-train on the unlabeled texts and measure the result; the zero-shot figures stay beside it.
+
+        When the stream cannot train a model (too few distinct tickets, another language), the report
+        says why and the figures are the zero-shot scorer's: it is what keeps serving.
+        """
+        from mlops.inference.selftrain import self_train
+        from mlops.selftraining import SelfTrainingError
+
+        self.log(f"self-training on {len(unlabeled)} unlabeled tickets (their labels, if any, are not read)")
+        started, cpu = time.perf_counter(), time.process_time()
+        try:
+            model, report = self_train(unlabeled, classes)
+        except SelfTrainingError as exc:
+            self.log(f"self-training refused: {exc}; the zero-shot scorer keeps routing")
+            return {
+                "accuracy_zero_shot": zero_shot["accuracy"],
+                "macro_f1_zero_shot": zero_shot["macro_f1"],
+                "self_training": {"refused": str(exc), "n_unlabeled": len(unlabeled)},
+            }
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        if report.starved:
+            starved = ", ".join(report.starved[:10])
+            self.log(f"warning: {len(report.starved)} classes had almost no confident tickets: {starved}")
+        self.log(f"self-trained in {seconds:.0f} s ({cpu_seconds:.0f} s CPU); {report.n_pseudo_labels} pseudo-labels")
+        trained = measure(model)
+        return {
+            **trained,
+            "scorer": model.name,
+            "model_ref": model.model_ref,
+            "model_version": model.version,
+            "accuracy_zero_shot": zero_shot["accuracy"],
+            "macro_f1_zero_shot": zero_shot["macro_f1"],
+            "zero_shot": {k: v for k, v in zero_shot.items() if k not in ("per_class", "thresholds")},
+            "self_training": {
+                **report.as_dict(),
+                "n_unlabeled": len(unlabeled),
+                "training_seconds": seconds,
+                "training_cpu_seconds": cpu_seconds,
+            },
+        }
+
+    @staticmethod
+    def self_training_rows(r: dict[str, Any], pct) -> list[tuple[str, str]]:
+        st = r.get("self_training")
+        if st is None:
+            return []
+        rows = [(f"accuracy zero-shot ({r['zero_shot_scorer']})", pct(r["accuracy_zero_shot"]))]
+        if "refused" in st:
+            return [*rows, ("self-training", f"refused: {st['refused']}")]
+        per_class = st["pseudo_labels_per_class"].values()
+        return [
+            *rows,
+            (
+                "self-training",
+                f"{st['n_unlabeled']} unlabeled ({st['duplicates_removed']} duplicates), {st['n_pseudo_labels']} "
+                f"pseudo-labels ({min(per_class)}-{max(per_class)} per class), {len(st['starved'])} starved, "
+                f"{st['training_seconds']:.0f} s ({st['training_cpu_seconds']:.0f} s CPU)",
+            ),
+        ]
 
     def print_table(self, r: dict[str, Any]) -> None:
         def pct(v: Any) -> str:
@@ -360,6 +389,7 @@ class Command(BaseCommand):
             ("scorer", f"{r['scorer']}  ({r['model_version']})"),
             ("test", f"{r['test_file']}: {r['n_test']} tickets, {r['n_classes']} classes"),
             ("accuracy", pct(r["accuracy"])),
+            *self.self_training_rows(r, pct),
             ("macro F1", pct(r["macro_f1"])),
             ("balanced accuracy", pct(r["balanced_accuracy"])),
             ("ECE raw", num(r["ece_raw"])),
