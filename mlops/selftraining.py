@@ -10,13 +10,18 @@ wrote about the team.
 Chosen on Banking77 dev with 3,000 train texts as the unlabeled pool (their labels never read), never
 on test (``bench/selftrain_sweep.py``):
 
-* ``keep_fraction`` 0.5: the confident half of each team's predicted tickets, ranked by the
-  teacher's margin (best minus second-best logit; the ranking does not depend on the logit scale).
-  0.3 kept too few, 0.7 and 1.0 scored the same or worse;
-* one round: re-labelling the pool with the head and refitting helped without descriptions and hurt
-  with them, so the simple choice is kept;
+* ``keep_fractions`` (0.5, 1.0), two rounds. Round 1 keeps the confident half of each team's
+  predicted tickets, ranked by the teacher's margin (best minus second-best logit; the ranking does
+  not depend on the logit scale); 0.3 kept too few, 0.7 and 1.0 scored the same or worse. Round 2
+  relabels the whole pool with the round-1 head (more accurate than the teacher, so its labels can be
+  trusted more widely) and fits the final head on all of it: +1.8 points with descriptions, +2.8
+  names only (dev 80.9 → 82.7 and 73.7 → 76.5). More rounds moved dev by ±1, within its noise;
 * ``regularization`` (C of the logistic regression, on unit vectors) 1.0; classes weighted
   ``balanced`` so that a team that receives many confident tickets does not drown the others.
+
+Read once on Banking77 test (``evaluate_routing --unlabeled train.tsv --unlabeled-limit 3000``): with
+descriptions 82.3 % (zero-shot MiniLM embedding 72.8 %), names only 77.2 % (62.4 %); 57–59 s of CPU
+to self-train on 3,000 tickets (embedding them is most of it).
 
 What the stream must offer, checked before any model runs (``SelfTrainingError`` otherwise, and
 the caller keeps the zero-shot version serving): at least ``min_tickets_per_class`` distinct tickets
