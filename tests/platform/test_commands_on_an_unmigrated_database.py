@@ -28,6 +28,7 @@ ARGS = {
     "import_tickets": ["tickets.csv"],
     "import_articles": ["articles.jsonl"],
     "evaluate_search": ["--kb", "kb.jsonl", "--queries", "q.tsv", "--qrels", "qrels.tsv"],
+    "fit_search_relevance": ["--features", "features.json"],
 }
 LABELED = "text\tlabel\nMy card was declined at the shop\tbilling\nI forgot my password\tlogin\n"
 

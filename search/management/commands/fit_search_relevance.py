@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from config.commands import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Fit the relevance model (the probability that a suggested article helps) and the 'no article fits' "
         "cutoff on the stage scores of labeled queries, saved by evaluate_search --save-features (dev sets "
