@@ -38,10 +38,13 @@ def _check_redis() -> dict:
 def _check_workers() -> dict:
     from config.celery import app
 
-    replies = app.control.inspect(timeout=1.0).active_queues() or {}
+    # A fresh connection: a pooled one is stale after Redis restarts, and would fail every check after.
+    with app.connection_for_read() as conn:
+        replies = app.control.inspect(timeout=1.0, connection=conn).active_queues() or {}
     queues = sorted({q["name"] for qs in replies.values() for q in qs})
     missing = [q for q in ("default", "inference", "training") if q not in queues]
-    return {"ok": bool(replies) and not missing, "workers": sorted(replies), "queues": queues, "missing_queues": missing}
+    ok = bool(replies) and not missing
+    return {"ok": ok, "workers": sorted(replies), "queues": queues, "missing_queues": missing}
 
 
 CHECKS = {

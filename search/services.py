@@ -264,6 +264,9 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
         keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in result.stage_scores.items()}
         relevance = model.score(keyed, {str(h.article_id): h.final for h in result.articles}, k)
     with transaction.atomic():
+        # A redelivered or re-sent copy may compute the same ticket at the same time: lock the ticket so
+        # the second write replaces the first instead of colliding with it (one row per article).
+        list(Ticket.objects.select_for_update().filter(pk=ticket.pk).values_list("pk", flat=True))
         Suggestion.objects.filter(ticket=ticket).delete()
         rows = [
             Suggestion(

@@ -90,8 +90,10 @@ def celery_worker(
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {process.returncode}:\n{worker.log()[-4000:]}")
-            if app.control.ping(destination=[name], timeout=0.5):
-                break
+            # A fresh connection each time: a pooled one may be stale after a test restarted Redis.
+            with app.connection_for_write() as conn:
+                if app.control.ping(destination=[name], timeout=0.5, connection=conn):
+                    break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"celery worker did not answer within 120 s:\n{worker.log()[-4000:]}")
         yield worker

@@ -86,3 +86,12 @@ def test_refreshing_suggestions_with_redis_down_is_recorded_and_sent_later(agent
         assert response.status_code < 500
         assert jobs_of(ticket.pk)["suggest"].sent_at is None
     assert sweep_later().sent == 1 and queue_length("inference") == 1
+
+
+def test_after_redis_restarts_healthz_checks_the_workers_again_instead_of_failing_on_a_stale_connection(client):
+    assert "error" not in client.get("/healthz").json()["checks"]["workers"]
+    with redis_down():
+        assert client.get("/healthz").json()["checks"]["redis"]["ok"] is False
+    checks = client.get("/healthz").json()["checks"]
+    assert checks["redis"]["ok"] is True
+    assert "error" not in checks["workers"], checks["workers"]

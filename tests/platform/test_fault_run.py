@@ -18,9 +18,10 @@ D. Postgres restarts (immediate, i.e. crash recovery) while tickets arrive: 503 
 Then every acknowledged ticket must be stored once, routed or in needs-triage, with its article
 suggestions, and its work done, within FINAL_WITHIN_SECONDS of the last answer.
 
-N is 40 here (``TRIAGE_FAULT_TICKETS`` sets another; 1,000 outside CI). ``TRIAGE_FAULT_REPORT=<path>``
-writes the figures as JSON: acknowledged, stored, duplicates, seconds to the final state, the longest
-inference queue seen, messages sent (routing + suggestions, first sends and re-sends).
+N is 40 here (``TRIAGE_FAULT_TICKETS`` sets another; ``bench/fault_run.py`` runs 1,000 outside CI).
+``TRIAGE_FAULT_REPORT=<path>`` writes the figures as JSON: acknowledged, stored, duplicates, seconds to
+the final state, the longest inference queue seen, messages sent (routing + suggestions, first sends
+and re-sends).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ pytestmark = [
 
 N = int(os.environ.get("TRIAGE_FAULT_TICKETS", "40"))
 CLIENTS = 4
-FINAL_WITHIN_SECONDS = 300 + N  # 340 s for the 40 tickets of CI, on a shared 2-core machine
+# 340 s for the 40 tickets of CI on a shared 2-core machine (they took 158 s there); bench/fault_run.py
+# allows more for 1,000.
+FINAL_WITHIN_SECONDS = int(os.environ.get("TRIAGE_FAULT_FINAL_WITHIN", str(300 + N)))
 # Short deadlines so the sweeper acts within the test; the visibility timeout follows (60 + 60 + 60 s).
 WORKER_ENV = {
     "TRIAGE_ROUTING_SCORER": "embedding",
@@ -139,6 +142,13 @@ def forget_connections() -> None:
         conn.close()
 
 
+def unacked_in_redis() -> int:
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL).hlen("unacked")
+
+
 def final_state(subjects: list[str]) -> dict[str, int]:
     tickets = Ticket.objects.filter(subject__startswith="fault-run ")
     return {
@@ -218,6 +228,10 @@ def test_acknowledged_tickets_survive_a_killed_worker_a_killed_redis_and_a_postg
         "seconds_to_final_after_last_answer": round(to_final, 1),
         "longest_inference_queue": watch.longest,
         "messages_sent": sends,
+        "messages_resent": sends - 2 * len(acknowledged),
+        # Messages still reserved by the killed worker (Redis hands them out again after the visibility
+        # timeout; their work was re-sent and done meanwhile, so the copies find nothing to do).
+        "unacked_in_redis_at_end": unacked_in_redis(),
         "answers": {f"{phase} {status}": n for (phase, status), n in sorted(statuses.items())},
         **state,
     }
