@@ -79,6 +79,10 @@ def prepare_database(n_tickets: int, n_tokens: int) -> tuple[str, str, list[str]
     return settings.DATABASE_URL, settings.REDIS_URL, tokens
 
 
+def headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "X-Forwarded-Proto": "https"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,6 +100,8 @@ class Server:
             "TRIAGE_ENV": "production",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            # As behind the TLS-terminating proxy of a deployment: HTTPS said by X-Forwarded-Proto.
+            "DJANGO_SECURE_PROXY_SSL_HEADER": "1",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
         }
@@ -115,7 +121,7 @@ class Server:
 
         deadline = time.monotonic() + timeout
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/tickets/?page_size=1", headers={"Authorization": f"Bearer {token}"}
+            f"http://127.0.0.1:{self.port}/api/tickets/?page_size=1", headers=headers(token)
         )
         while True:
             if self.process.poll() is not None:
@@ -129,6 +135,20 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s; see {self.log.name}")
             time.sleep(0.5)
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by gunicorn's master and workers (user + system)."""
+        import psutil
+
+        total = 0.0
+        master = psutil.Process(self.process.pid)
+        for proc in [master, *master.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -145,12 +165,12 @@ async def client(session, base: str, token: str, deadline: float, rng: random.Ra
     """One agent: a list page, then two tickets from it, until the deadline."""
     import aiohttp
 
-    headers = {"Authorization": f"Bearer {token}"}
+    sent = headers(token)
 
     async def get(kind: str, path: str):
         started = time.perf_counter()
         try:
-            async with session.get(base + path, headers=headers) as response:
+            async with session.get(base + path, headers=sent) as response:
                 body = await response.read()
                 records.append((kind, time.perf_counter() - started, response.status))
                 return json.loads(body) if response.status == 200 else None
@@ -243,14 +263,21 @@ def main(argv: list[str] | None = None) -> int:
         server = Server(database_url, redis_url, extra)
         try:
             server.wait_ready(tokens[0])
+            cpu_before, client_before = server.cpu_seconds(), time.process_time()
             records, elapsed = asyncio.run(load(server.port, tokens, args.seconds))
+            server_cpu, client_cpu = server.cpu_seconds() - cpu_before, time.process_time() - client_before
         finally:
             server.stop()
         results[name] = {"gunicorn_args": extra, **summarise(records, elapsed)}
+        # CPU per request says what the server costs apart from the machine's load: on an idle machine
+        # with C cores it cannot serve more than C / (server + database + client CPU) requests a second.
+        results[name]["server_cpu_ms_per_request"] = 1000 * server_cpu / max(1, len(records))
+        results[name]["client_cpu_ms_per_request"] = 1000 * client_cpu / max(1, len(records))
         r = results[name]
         print(
             f"{name:<40} {r['requests_per_second']:>7.1f} req/s  p50 {r['p50_ms']:>6.0f} ms  "
-            f"p95 {r['p95_ms']:>6.0f} ms  p99 {r['p99_ms']:>6.0f} ms  errors {r['errors']} {r['error_kinds']}",
+            f"p95 {r['p95_ms']:>6.0f} ms  p99 {r['p99_ms']:>6.0f} ms  errors {r['errors']} {r['error_kinds']}  "
+            f"server CPU {r['server_cpu_ms_per_request']:.1f} ms/request",
             flush=True,
         )
     import runpy

@@ -8,7 +8,10 @@ import os
 import re
 from pathlib import Path
 
-SHARED_NOTE = "other sessions may run on this machine at the same time: runs are interleaved and medians reported"
+SHARED_NOTE = (
+    "other sessions may run on this machine at the same time (see the load average); "
+    "ratios come from runs interleaved or back to back"
+)
 
 
 def cpu_description() -> dict:

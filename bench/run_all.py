@@ -1,7 +1,11 @@
 """Run every benchmark in bench/ (files named bench_*.py with a main()), in one process each.
 
 Results land in bench/results/<name>.json; each benchmark prints its own table. Speed targets are
-ratios against a named baseline measured in the same run, never absolute timings.
+ratios against a named baseline measured in the same run, never absolute timings (the API benchmark's
+p95 is the exception: it is a latency target on this machine). A new ``bench_<name>.py`` with a
+``main()`` is picked up here and by ``make bench``; ``python bench/run_all.py api routing`` runs some.
+Benchmarks today: api (bench_api.py), routing, search_pgvector, search_rerank, setfit. See
+bench/README.md for what each measures and the latest numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ def main() -> int:
     for script in scripts:
         print(f"\n=== {script.stem} ===", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent, env=env)
         print(f"--- {script.stem}: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
         if code:
             failed.append(script.stem)
