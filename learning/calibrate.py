@@ -115,7 +115,7 @@ def calibrate_version(
     target = settings.TRIAGE_TARGET_PRECISION if target_precision is None else target_precision
     labels = Correction.objects.slug_per_ticket()
     if rescore:
-        serving = serving_version()
+        serving = serving_version(team_classes(routable_teams()))
         if serving.version.pk != version.pk:
             raise ValueError(f"--rescore needs {version} to be the version this process serves ({serving.version})")
         rows = labeled_rows_by_rescoring(serving.scorer, labels)

@@ -81,3 +81,21 @@ def check_retrain_trigger_task() -> str:
         return f"not now: {exc}"
     logger.info("retrain trigger fired (%s): queued %s", check.reason, version.version)
     return f"queued {version.version}"
+
+
+@shared_task(
+    bind=True,
+    name="learning.tasks.preview_team_description_task",
+    ignore_result=False,  # the team page polls the result
+    time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
+)
+def preview_team_description_task(self, team_id: int, description: str, examples: list[str]) -> dict:
+    """What an edited description would route (``learning.descriptions.preview_description``); reads only."""
+    from triage.models import Team
+
+    from .descriptions import preview_description
+
+    def progress(done: int, total: int) -> None:
+        self.update_state(state="PROGRESS", meta={"done": done, "total": total})
+
+    return preview_description(Team.objects.get(pk=team_id), description, examples, progress=progress)

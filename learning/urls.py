@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_registry
+from . import views, views_registry, views_teams
 
 app_name = "learning"
 
@@ -14,6 +14,9 @@ tuning_urls = [
     path("tuning/suggest/", views.suggest_thresholds, name="suggest_thresholds"),
     path("tuning/apply/", views.apply_thresholds, name="apply_thresholds"),
     path("tuning/teams/<slug:slug>/", views.save_team_routing, name="save_team_routing"),
+    path("teams/<slug:slug>/", views_teams.team_page, name="team"),
+    path("teams/<slug:slug>/preview/", views_teams.start_preview, name="team_preview"),
+    path("teams/<slug:slug>/preview/<str:task_id>/", views_teams.preview_result, name="team_preview_result"),
 ]
 
 report_urls = [

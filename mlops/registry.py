@@ -11,7 +11,10 @@ None of these import torch or transformers; scorers load in ``mlops.inference`` 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -20,7 +23,7 @@ from django.utils import timezone
 
 from mlops.health import report_scorer_health, requested_model_ref
 from mlops.inference.registry import ZERO_SHOT_SCORERS, ScorerChoice, resolve_scorer, scorer_for_version
-from mlops.inference.scorers import Scorer
+from mlops.inference.scorers import ClassSpec, Scorer
 from mlops.inference.warm import WARMERS
 from mlops.models import ModelVersion
 
@@ -88,46 +91,75 @@ class Serving:
     fallback_reason: str = ""
 
 
-def zero_shot_version_label(scorer: Scorer) -> str:
+def classes_fingerprint(classes: Sequence[ClassSpec]) -> str:
+    """A short hash of what a zero-shot scorer reads of the classes: slugs, names, descriptions, examples.
+
+    A zero-shot model *is* its scorer plus these texts, so an admin's edit of a description makes
+    another model version.
+    """
+    rows = sorted([c.slug, c.name, c.description, c.hypothesis, list(c.examples)] for c in classes)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:8]
+
+
+def zero_shot_version_label(scorer: Scorer, classes: Sequence[ClassSpec] | None = None) -> str:
     config_hash = getattr(scorer, "config_hash", "")
-    return f"{scorer.name}-{config_hash}" if config_hash else scorer.name
+    label = f"{scorer.name}-{config_hash}" if config_hash else scorer.name
+    return f"{label}-t{classes_fingerprint(classes)}" if classes else label
 
 
-def ensure_zero_shot_version(scorer: Scorer, *, promote: bool) -> ModelVersion:
-    """The ModelVersion row of a zero-shot scorer configuration, created on first use.
+def ensure_zero_shot_version(
+    scorer: Scorer, *, promote: bool, classes: Sequence[ClassSpec] | None = None
+) -> ModelVersion:
+    """The ModelVersion row of a zero-shot scorer configuration over ``classes``, created on first use.
 
     With ``promote``, it becomes the champion when there is none, or when the champion is an older
-    zero-shot configuration (the settings changed); a trained champion is never replaced here.
+    zero-shot configuration (trigger ``settings`` when the scorer's settings changed, ``teams`` when
+    only the teams' texts did); a trained champion is never replaced here. A new version over changed
+    teams starts with the calibration of the zero-shot champion of the same scorer settings (the
+    temperature is a property of the scorer more than of the descriptions) until it is recalibrated.
     """
-    label = zero_shot_version_label(scorer)
+    label = zero_shot_version_label(scorer, classes)
+    scorer_label = zero_shot_version_label(scorer)
     version = ModelVersion.objects.filter(scorer=scorer.name, version=label).first()
+    champion = ModelVersion.objects.champion()
     if version is None:
+        config = scorer.describe()
+        calibration: dict = {}
+        if classes:
+            config["teams"] = {"fingerprint": classes_fingerprint(classes), "slugs": [c.slug for c in classes]}
+            if champion is not None and champion.version.startswith(scorer_label) and champion.calibration:
+                calibration = champion.calibration
+                config["calibration_from"] = champion.version
         try:
             with transaction.atomic():
                 version = ModelVersion.objects.create(
                     scorer=scorer.name,
                     model_ref=scorer.model_ref[:500],
                     version=label,
-                    config=scorer.describe(),
+                    config=config,
+                    calibration=calibration,
                     trigger="bootstrap",
                 )
         except IntegrityError:  # pragma: no cover - only a unique race on champion can raise here
             version = ModelVersion.objects.get(scorer=scorer.name, version=label)
     if promote and version.status != ModelVersion.Status.CHAMPION:
-        champion = ModelVersion.objects.champion()
         if champion is None or champion.scorer in ZERO_SHOT_SCORERS:
-            trigger = "bootstrap" if champion is None else "settings"
+            if champion is None:
+                trigger = "bootstrap"
+            else:
+                trigger = "teams" if champion.version.startswith(f"{scorer_label}-t") else "settings"
             version = promote_version(version, reason=f"zero-shot configuration ({trigger})", trigger=trigger)
     return version
 
 
-def serving_version() -> Serving:
+def serving_version(classes: Sequence[ClassSpec] | None = None) -> Serving:
     """The version and scorer that route a ticket now.
 
     A trained champion (e.g. SetFit) routes when its scorer loads. Otherwise the routing setting
     decides (``TRIAGE_ROUTING_SCORER``; ``auto``: NLI, else the best offline scorer) and the
     version row of what really loaded is used, becoming the champion when there is none. Raises
-    ``ModelUnavailable`` when no scorer at all can load.
+    ``ModelUnavailable`` when no scorer at all can load. ``classes`` (the teams as the scorer sees
+    them) are part of a zero-shot version: changed descriptions or teams make a new version.
     """
     champion = ModelVersion.objects.champion()
     reason = ""
@@ -139,9 +171,10 @@ def serving_version() -> Serving:
         except ModelUnavailable as exc:
             reason = f"champion {champion} could not be loaded ({exc})"
     choice = resolve_scorer()
-    version = ensure_zero_shot_version(choice.scorer, promote=not choice.degraded and not reason)
+    version = ensure_zero_shot_version(choice.scorer, promote=not choice.degraded and not reason, classes=classes)
     if champion is None and version.status != ModelVersion.Status.CHAMPION:
-        version = ensure_zero_shot_version(choice.scorer, promote=True)  # bootstrap: something must be champion
+        # bootstrap: something must be champion
+        version = ensure_zero_shot_version(choice.scorer, promote=True, classes=classes)
     _report_once(choice, version)
     return Serving(version, choice.scorer, "; ".join(r for r in (reason, choice.fallback_reason) if r))
 

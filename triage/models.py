@@ -23,6 +23,11 @@ class Team(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True, help_text="What this team handles, in an admin's words.")
+    examples = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="A few example tickets (texts) this team receives; they pull the router towards them.",
+    )
     hypothesis = models.CharField(
         max_length=500,
         blank=True,
@@ -235,9 +240,7 @@ class TicketJob(models.Model):
         constraints = [models.UniqueConstraint(fields=["ticket", "kind"], name="one_job_per_ticket_and_kind")]
         indexes = [
             # The sweeper reads only open jobs; done ones stay as the ticket's record.
-            models.Index(
-                fields=["kind", "due_at"], name="open_ticket_jobs", condition=models.Q(done_at__isnull=True)
-            ),
+            models.Index(fields=["kind", "due_at"], name="open_ticket_jobs", condition=models.Q(done_at__isnull=True)),
         ]
 
     def __str__(self) -> str:

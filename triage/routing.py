@@ -47,7 +47,13 @@ def team_classes(teams: Sequence[Team]):
     from mlops.inference.scorers import ClassSpec
 
     return [
-        ClassSpec(slug=t.slug, name=t.name, description=t.description or "", hypothesis=t.hypothesis or "")
+        ClassSpec(
+            slug=t.slug,
+            name=t.name,
+            description=t.description or "",
+            hypothesis=t.hypothesis or "",
+            examples=tuple(e for e in (t.examples or []) if isinstance(e, str) and e.strip()),
+        )
         for t in teams
     ]
 
@@ -144,13 +150,14 @@ def route_ticket(ticket_id: int) -> Prediction | None:
     if not teams:
         give_up_routing(ticket_id, "no active team to route to")
         return None
-    serving = serving_version()
+    classes = team_classes(teams)
+    serving = serving_version(classes)
     if serving.fallback_reason:  # said once per process as a warning (mlops.registry); here per ticket
         logger.info("ticket %s: %s; routing with %s", ticket_id, serving.fallback_reason, serving.scorer.name)
     _test_delay(ticket)
     started = time.perf_counter()
     try:
-        logits = serving.scorer.logits([ticket.text], team_classes(teams))[0]
+        logits = serving.scorer.logits([ticket.text], classes)[0]
     except InvalidInput as exc:
         give_up_routing(ticket_id, f"cannot route this ticket: {exc}")
         return None

@@ -78,3 +78,24 @@ register_work(ROUTE, route_ticket_task, give_up=routing.give_up_routing)
 def sweep_ticket_work_task() -> dict[str, int]:
     """Beat: send per-ticket work never sent, re-send overdue work, give up on work sent too often."""
     return sweep_work().as_dict()
+
+
+@shared_task(
+    bind=True,
+    name="triage.tasks.start_zero_shot_version_task",
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+    time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
+)
+def start_zero_shot_version_task(self) -> str:
+    """Create (and promote, over a zero-shot champion) the zero-shot version of today's teams.
+
+    Queued when an admin changes a team's description or examples; running it twice finds the
+    version there. Routing would create it on the next ticket anyway; this makes it visible at once.
+    """
+    from mlops.registry import serving_version
+
+    try:
+        return serving_version(routing.team_classes(routing.routable_teams())).version.version
+    except TRANSIENT_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc

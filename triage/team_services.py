@@ -1,4 +1,5 @@
-"""Verb-named writes for routing settings: a team's mode and threshold, with their audit rows.
+"""Verb-named writes for routing settings: a team's mode and threshold, its description and example
+tickets, with their audit rows.
 
 The router reads ``Team.mode`` and ``Team.threshold`` from the database for every decision, so a
 change committed here applies to the next ticket routed, in every worker, without a restart.
@@ -17,6 +18,11 @@ from triage.models import Team, TeamChange
 from triage.roles import is_admin
 
 REASON_MAX = TeamChange._meta.get_field("reason").max_length
+AUDIT_MAX = TeamChange._meta.get_field("after").max_length
+DESCRIPTION_MAX = 2000
+# A few examples steer the zero-shot router; many would be a training set, which labels are for.
+EXAMPLES_MAX = 10
+EXAMPLE_MAX = 1000
 
 
 def _clean_threshold(value: Any) -> float:
@@ -125,3 +131,81 @@ def set_routing_for_teams(
         for team, mode, threshold in sorted(cleaned, key=lambda item: item[0].pk):  # lock order: no deadlocks
             changes.extend(_apply(team, mode, threshold, user, cleaned_reason))
     return changes
+
+
+# --- Description and example tickets ------------------------------------------------------------------
+def clean_description(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError({"description": "must be text"})
+    value = value.strip()
+    if len(value) > DESCRIPTION_MAX:
+        raise ValidationError({"description": f"is {len(value)} characters long; the limit is {DESCRIPTION_MAX}"})
+    return value
+
+
+def clean_examples(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(e, str) for e in value):
+        raise ValidationError({"examples": "must be a list of texts"})
+    examples = list(dict.fromkeys(e.strip() for e in value if e.strip()))
+    if len(examples) > EXAMPLES_MAX:
+        raise ValidationError({"examples": f"are {len(examples)}; at most {EXAMPLES_MAX} (labels teach the rest)"})
+    long = [i + 1 for i, e in enumerate(examples) if len(e) > EXAMPLE_MAX]
+    if long:
+        raise ValidationError({"examples": f"number {long[0]} is longer than {EXAMPLE_MAX} characters"})
+    return examples
+
+
+def _audit_text(value: str) -> str:
+    return value if len(value) <= AUDIT_MAX else value[: AUDIT_MAX - 1] + "…"
+
+
+def describe_team(
+    team: Team, *, description: Any, examples: Any = None, user: Any, reason: str = ""
+) -> list[TeamChange]:
+    """Change what the router reads of ``team``: its description and (``examples`` not None) example tickets.
+
+    Validates everything first (``ValidationError``, nothing saved); ``PermissionDenied`` for a
+    person who is not an admin. Each changed field writes a ``TeamChange`` (texts cut to the audit
+    column's length; examples one per line). A change makes the zero-shot router another model: on
+    commit, ``start_zero_shot_version_task`` creates and promotes that version on an inference
+    worker (``mlops.registry.ensure_zero_shot_version``), so the next ticket is routed with it.
+
+    >>> describe_team(billing, description="Invoices, refunds and failed card payments.", user=ada)  # doctest: +SKIP
+    [<TeamChange: ...>]
+    """
+    _check_user(user)
+    cleaned_description = clean_description(description)
+    cleaned_examples = clean_examples(examples) if examples is not None else None
+    cleaned_reason = _clean_reason(reason)
+    with transaction.atomic():
+        locked = Team.objects.select_for_update().get(pk=team.pk)
+        updates: dict[str, tuple[str, str, Any]] = {}  # field -> (before, after) as audit text, new value
+        if cleaned_description != locked.description:
+            updates["description"] = (locked.description, cleaned_description, cleaned_description)
+        if cleaned_examples is not None and cleaned_examples != list(locked.examples or []):
+            updates["examples"] = ("\n".join(locked.examples or []), "\n".join(cleaned_examples), cleaned_examples)
+        changes = [
+            TeamChange(
+                team=locked,
+                user=user,
+                field=field,
+                before=_audit_text(old),
+                after=_audit_text(new),
+                reason=cleaned_reason,
+            )
+            for field, (old, new, _) in updates.items()
+        ]
+        for field, (_, _, value) in updates.items():
+            setattr(locked, field, value)
+        if changes:
+            locked.save(update_fields=["description", "examples", "updated_at"])
+            TeamChange.objects.bulk_create(changes)
+            transaction.on_commit(_start_zero_shot_version)
+    team.description, team.examples, team.updated_at = locked.description, locked.examples, locked.updated_at
+    return changes
+
+
+def _start_zero_shot_version() -> None:
+    from .tasks import start_zero_shot_version_task
+
+    start_zero_shot_version_task.delay()

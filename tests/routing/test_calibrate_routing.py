@@ -91,6 +91,7 @@ def test_it_needs_a_champion_or_a_version(db):
 
 def test_rescore_calibrates_on_labeled_tickets_the_version_never_routed(teams, embedding_routing):
     from mlops.registry import serving_version
+    from triage.routing import routable_teams, team_classes
 
     texts = {
         "billing": ["I was charged twice", "Refund my last invoice", "Why is there a fee on my card?"],
@@ -101,7 +102,8 @@ def test_rescore_calibrates_on_labeled_tickets_the_version_never_routed(teams, e
         for body in bodies:
             ticket = Ticket.objects.create(subject=body, body=body, status=Ticket.Status.ROUTED)
             record_label(ticket, teams[slug], kind=Correction.Kind.IMPORTED, source="import")
-    version = serving_version().version
+    # The zero-shot version is its scorer over these teams' texts (mlops.registry.classes_fingerprint).
+    version = serving_version(team_classes(routable_teams())).version
     call_command("calibrate_routing", "--rescore", "--min-labels", "9", "--min-support", "1")
     version.refresh_from_db()
     assert version.calibration["source"] == "rescore" and version.calibration["n"] == 9
