@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 
 from .models import ApiToken, IdempotencyKey, WebhookDelivery, WebhookEndpoint
 from .webhooks import redeliver
@@ -37,6 +38,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = ["name", "url", "events", "active", "created_at"]
     list_filter = ["active"]
+    # A URL typed without a scheme is taken as https (Django 6's default; 5.2 warns unless it is said).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(WebhookDelivery)

@@ -140,6 +140,9 @@ CELERY_TASK_ROUTES = {
 # no ticket is lost when a worker is killed. Tasks must therefore be idempotent.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# When the broker connection drops, running late-ack tasks are cancelled and redelivered (they cannot be
+# acknowledged any more); Celery 6's default, said here so Celery 5 does not warn on every reconnect.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Pool processes load their models in worker_process_init; Celery's 4 s default start-up allowance
 # killed replacement processes in a loop on a busy machine.

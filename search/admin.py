@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -16,10 +17,19 @@ from .models import Article, FusionWeights, Passage, Suggestion, SuggestionFeedb
 EDITABLE = ["title", "external_id", "url", "body_format", "body", "team", "published"]
 
 
+# A URL typed without a scheme is taken as https (Django 6's default; 5.2 warns unless it is said).
+HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
+
+
+def _form_field(field, **kwargs):
+    return field.formfield(**{**HTTPS_URLS.get(type(field), {}), **kwargs})
+
+
 class ArticleForm(forms.ModelForm):
     class Meta:
         model = Article
         fields = EDITABLE
+        formfield_callback = _form_field
 
     def clean(self):
         data = super().clean()
@@ -47,6 +57,7 @@ class PassageInline(admin.TabularInline):
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
     form = ArticleForm
+    formfield_overrides = HTTPS_URLS
     list_display = ["title", "external_id", "team", "published", "index_state", "n_passages", "indexed_at"]
     list_filter = ["index_state", "published", "team", "body_format", "embedder_version"]
     search_fields = ["title", "external_id", "url"]
