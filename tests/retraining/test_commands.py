@@ -86,3 +86,65 @@ def test_learning_curve_refuses_an_unknown_recipe_field(tmp_path):
     good.write_text("text\tlabel\nhello\ta\n")
     with pytest.raises(CommandError, match="unknown recipe field"):
         call_command("learning_curve", "--train", str(good), "--test", str(good), "--set", "nope=1")
+
+
+def _topic_files(tmp_path):
+    rows = ["text\tlabel"] + [f"{t}\t{slug}" for slug in ("queue-a", "queue-b", "queue-c") for t in TOPICS[slug]]
+    train = tmp_path / "train.tsv"
+    train.write_text("\n".join(rows[:1] + [r for i, r in enumerate(rows[1:]) if i % 14 < 10]) + "\n")
+    test = tmp_path / "test.tsv"
+    test.write_text("\n".join(rows[:1] + [r for i, r in enumerate(rows[1:]) if i % 14 >= 10]) + "\n")
+    return train, test
+
+
+def test_learning_curve_compares_random_and_uncertainty_sampling_with_the_same_budget(tmp_path):
+    train, test = _topic_files(tmp_path)
+    out = tmp_path / "curve.json"
+    call_command(
+        "learning_curve",
+        "--train", str(train),
+        "--test", str(test),
+        "--shots", "2,4",
+        "--strategy", "random,uncertainty",
+        "--learners", "examples,logistic",
+        "--rounds", "2",
+        "--zero-shot", "none",
+        "--cache", str(tmp_path / "cache"),
+        "--json", str(out),
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["complete"] and result["strategies"] == ["random", "uncertainty"] and result["rounds"] == 2
+    rows = {(r["strategy"], r["method"], r["shots"]): r for r in result["rows"]}
+    assert len(rows) == 8
+    for (_strategy, _method, shots), row in rows.items():
+        assert row["n_train"] == 3 * shots  # the same budget: shots x classes labels
+        assert 0.0 <= row["accuracy"] <= 1.0
+    # The embeddings were cached on disk: a second run embeds nothing new.
+    assert list((tmp_path / "cache").glob("embeddings-*.npz"))
+
+
+def test_uncertainty_sampling_asks_only_for_the_labels_it_chooses():
+    from learning.management.commands.learning_curve import select_uncertain
+    from mlops.inference.offline_scorers import EmbeddingScorer
+    from mlops.inference.scorers import ClassSpec
+
+    slugs = ("queue-a", "queue-b", "queue-c")
+    pool = [t for slug in slugs for t in TOPICS[slug]]
+    truth = [slug for slug in slugs for _ in TOPICS[slug]]
+    asked: list[int] = []
+
+    def oracle(i: int) -> str:
+        asked.append(i)
+        return truth[i]
+
+    classes = [ClassSpec.from_label(slug) for slug in slugs]
+    chosen, given = select_uncertain(EmbeddingScorer(), pool, oracle, classes, budget=7, rounds=3)
+    assert len(chosen) == 7 == len(set(chosen)) and asked == chosen
+    assert given == [truth[i] for i in chosen]
+
+
+def test_learning_curve_refuses_an_unknown_strategy(tmp_path):
+    good = tmp_path / "good.tsv"
+    good.write_text("text\tlabel\nhello\ta\n")
+    with pytest.raises(CommandError, match="--strategy takes"):
+        call_command("learning_curve", "--train", str(good), "--test", str(good), "--strategy", "greedy")

