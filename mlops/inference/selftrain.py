@@ -11,6 +11,11 @@ summing the two teachers' logits. The cross-encoder is not in the self-trained s
 CPU per pair it could not pseudo-label 3,000 tickets within the two-minute budget on 2 cores, and its
 value on top of the head was not measured. bge costs ~20 ms of CPU per short ticket (MiniLM ~10 ms).
 
+On the realistic Parcelwise help desk (``eval_data/parcelwise``, 480-ticket stream, long e-mails), dev
+(120 tickets, so ±4 points): bge zero-shot with descriptions 75.0 %, self-trained 80.0 %; names only
+60.8 % → 70.8 %. Stripping greetings, signatures and quoted replies before embedding
+(``search.asks.clean_ask``) did not help there (80.0 %), so tickets are embedded as they come.
+
 >>> scorer, report = self_train(stream_texts, classes)                 # doctest: +SKIP
 >>> scorer.score(["my card never arrived"], classes).argmax()          # doctest: +SKIP
 """
