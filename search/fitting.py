@@ -308,6 +308,8 @@ def guarded_fit(
     qids = marks.labeled()
     if len(qids) < min_queries:
         return GuardedFit(in_force, "in force", {}, len(qids))
+    # Only stages that scored something (no reranker here: no rerank stage to weigh or to serve alone).
+    stages = tuple(s for s in stages if any(marks.features[q].get(s) for q in qids))
 
     def mean(weights_of) -> float:
         return statistics.fmean(policy_objective(marks.features[q], marks.qrels[q], weights_of(q)) for q in qids)

@@ -56,3 +56,9 @@ def test_the_served_ranking_is_never_below_the_best_single_stage_on_held_out_mar
 def test_too_few_marked_tickets_fit_nothing():
     guard = guarded_fit(marks(10, feedback_knows=True), IN_FORCE, min_queries=30)
     assert (guard.chosen, guard.held_out, guard.n_queries) == ("in force", {}, 10)
+
+
+def test_a_stage_that_scored_nothing_is_neither_weighed_nor_served_alone():
+    guard = guarded_fit(marks(80, feedback_knows=True, seed=4), IN_FORCE, step=0.25)
+    assert "rerank" not in guard.held_out
+    assert guard.policy.long["rerank"] == 0.0 and guard.policy.short["rerank"] == 0.0
