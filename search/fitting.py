@@ -299,11 +299,13 @@ def guarded_fit(
     """Fit a policy on a deployment's own marks and decide, on marks held out of the fit, what to serve.
 
     Each fold of the marked tickets is ranked by a policy fitted on the other folds; the fitted policy
-    is served only if that cross-fitted ranking scores at least as well as the policy ``in_force`` and
-    as every stage alone on the same tickets. Else the policy in force stays, unless a single stage
-    beats it on these marks, in which case that stage is served alone: the served ranking is never
-    below the best single stage on held-out marks. Fewer than ``min_queries`` marked tickets: nothing
-    is fitted and the policy in force stays.
+    is served only if that cross-fitted ranking scores above the policy ``in_force``, above the same
+    policy with nothing learned (its feedback weight back on dense: what the deployment served before
+    any mark), and at least as well as every stage alone on the same tickets. Else the better of the
+    two in-force variants stays, unless a single stage beats both, in which case that stage is served
+    alone: the served ranking is never below the best single stage, nor below the ranking without
+    feedback, on held-out marks. Fewer than ``min_queries`` marked tickets: nothing is fitted and the
+    policy in force stays.
     """
     qids = marks.labeled()
     if len(qids) < min_queries:
@@ -314,7 +316,11 @@ def guarded_fit(
     def mean(weights_of) -> float:
         return statistics.fmean(policy_objective(marks.features[q], marks.qrels[q], weights_of(q)) for q in qids)
 
-    held_out = {"in force": mean(lambda q: weights_for(in_force, marks.words.get(q), marks.features[q]))}
+    unlearned = in_force.unlearned()
+    held_out = {
+        "in force": mean(lambda q: weights_for(in_force, marks.words.get(q), marks.features[q])),
+        "nothing learned": mean(lambda q: weights_for(unlearned, marks.words.get(q), marks.features[q])),
+    }
     for stage in stages:
         held_out[stage] = mean(lambda q, stage=stage: {stage: 1.0})
     part = {q: int(hashlib.sha1(q.encode()).hexdigest(), 16) % folds for q in qids}
@@ -328,11 +334,14 @@ def guarded_fit(
     if any(part[q] not in fold_policy for q in qids):  # a fold with nothing to fit on: nothing to judge
         return GuardedFit(in_force, "in force", held_out, len(qids))
     held_out["fitted"] = mean(lambda q: weights_for(fold_policy[part[q]], marks.words.get(q)))
-    # Strictly better than what is served, and no worse than any stage alone.
-    if held_out["fitted"] > held_out["in force"] and held_out["fitted"] >= max(held_out[s] for s in stages):
+    # Strictly better than what is served (with or without what was learned), no worse than any stage alone.
+    served = max(held_out["in force"], held_out["nothing learned"])
+    if held_out["fitted"] > served and held_out["fitted"] >= max(held_out[s] for s in stages):
         fitted = fit_policy([marks], step=step, short_max_words=short_max_words, stages=stages)
         return GuardedFit(fitted.policy, "fitted", held_out, len(qids), fitted)
     best_stage = max(stages, key=lambda s: held_out[s])
-    if held_out["in force"] >= held_out[best_stage]:
-        return GuardedFit(in_force, "in force", held_out, len(qids))
+    if served >= held_out[best_stage]:
+        if held_out["in force"] >= held_out["nothing learned"]:
+            return GuardedFit(in_force, "in force", held_out, len(qids))
+        return GuardedFit(unlearned, "nothing learned", held_out, len(qids))
     return GuardedFit(FusionPolicy.single({best_stage: 1.0}), best_stage, held_out, len(qids))

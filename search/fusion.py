@@ -171,6 +171,15 @@ class FusionPolicy:
         unreranked = self.unreranked.learning() if self.unreranked is not None else None
         return FusionPolicy(move(self.short), move(self.long), self.short_max_words, unreranked)
 
+    def unlearned(self) -> FusionPolicy:
+        """The same policy with its feedback weight back on dense: the ranking as if nothing was learned."""
+
+        def move(w: Mapping[str, float]) -> dict[str, float]:
+            return {**w, "feedback": 0.0, "dense": w.get("dense", 0.0) + w.get("feedback", 0.0)}
+
+        unreranked = self.unreranked.unlearned() if self.unreranked is not None else None
+        return FusionPolicy(move(self.short), move(self.long), self.short_max_words, unreranked)
+
     def to_json(self) -> dict:
         if self.short_max_words is None:
             data: dict = dict(self.long)

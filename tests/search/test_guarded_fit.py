@@ -62,3 +62,13 @@ def test_a_stage_that_scored_nothing_is_neither_weighed_nor_served_alone():
     guard = guarded_fit(marks(80, feedback_knows=True, seed=4), IN_FORCE, step=0.25)
     assert "rerank" not in guard.held_out
     assert guard.policy.long["rerank"] == 0.0 and guard.policy.short["rerank"] == 0.0
+
+
+def test_marks_that_would_lower_the_ranking_leave_it_as_it_was_before_anything_was_learned():
+    # The feedback stage is noise here; the policy in force leans on it, the same policy unlearned does not.
+    leaning = FusionPolicy.single({"dense": 0.6, "hybrid": 0.4}).learning()
+    guard = guarded_fit(marks(80, feedback_knows=False, dense_quality=0.9, seed=5), leaning, step=0.25)
+    assert guard.held_out["nothing learned"] > guard.held_out["in force"]
+    assert guard.chosen in ("nothing learned", "dense", "fitted")
+    if guard.chosen == "nothing learned":
+        assert guard.policy.long["feedback"] == 0.0 and guard.policy.long["dense"] == 0.6
