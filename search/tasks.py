@@ -17,13 +17,17 @@ logger = logging.getLogger(__name__)
 SUGGEST = "suggest"
 # The database blinked (a restart, a failover): worth another try.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+# Every task here retries a lost database connection the same way, with capped exponential backoff.
+RETRY_ON_DB_ERRORS = {
+    "autoretry_for": TRANSIENT_DB_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
+}
 
 
 @shared_task(
     name="search.tasks.index_article_task",
-    autoretry_for=TRANSIENT_DB_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
+    **RETRY_ON_DB_ERRORS,
     max_retries=5,
 )
 def index_article_task(article_id: int) -> str:
@@ -35,9 +39,7 @@ def index_article_task(article_id: int) -> str:
 
 @shared_task(
     name="search.tasks.reindex_articles_task",
-    autoretry_for=TRANSIENT_DB_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
+    **RETRY_ON_DB_ERRORS,
     max_retries=5,
 )
 def reindex_articles_task(batch_size: int | None = None) -> dict:
@@ -69,9 +71,7 @@ def reindex_articles_task(batch_size: int | None = None) -> dict:
 
 @shared_task(
     name="search.tasks.suggest_articles_task",
-    autoretry_for=TRANSIENT_DB_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
+    **RETRY_ON_DB_ERRORS,
     max_retries=5,
     time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
 )
@@ -97,9 +97,7 @@ register_work(SUGGEST, suggest_articles_task)
 
 @shared_task(
     name="search.tasks.embed_learned_questions_task",
-    autoretry_for=TRANSIENT_DB_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
+    **RETRY_ON_DB_ERRORS,
     max_retries=5,
 )
 def embed_learned_questions_task() -> dict:
@@ -118,9 +116,7 @@ def embed_learned_questions_task() -> dict:
 
 @shared_task(
     name="search.tasks.refit_search_weights_task",
-    autoretry_for=TRANSIENT_DB_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS,
+    **RETRY_ON_DB_ERRORS,
     max_retries=3,
 )
 def refit_search_weights_task() -> dict:
