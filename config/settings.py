@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "triage",
     "search",
+    "tags",
     "mlops",
     "learning",
     "api",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("config", "mlops", "triage", "search", "learning", "api")
+PACKAGES = ("config", "mlops", "triage", "search", "tags", "learning", "api")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -43,6 +43,9 @@ class Command(DatabaseCommand):
         else:
             self.stderr.write("import_articles is not available; knowledge base not loaded")
 
+        if "load_tag_sets" in get_commands():  # tags sit above triage: called by name, never imported
+            call_command("load_tag_sets", stdout=self.stdout)
+
         lines = (DEMO_DIR / "tickets.jsonl").read_text().splitlines()
         rows = []
         for number, line in enumerate(lines):
