@@ -133,6 +133,7 @@ CELERY_TASK_ROUTES = {
     "triage.tasks.route_ticket_task": {"queue": "inference"},
     "triage.tasks.start_zero_shot_version_task": {"queue": "inference"},
     "learning.tasks.preview_*": {"queue": "inference"},
+    "learning.tasks.diagnose_*": {"queue": "inference"},
     "search.tasks.*": {"queue": "inference"},
     "learning.tasks.train_*": {"queue": "training"},
     "learning.tasks.evaluate_*": {"queue": "training"},

@@ -137,3 +137,11 @@ class TargetPrecisionForm(WindowForm):
 
 class ReportForm(forms.Form):
     version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), required=False, empty_label="all versions")
+
+
+class DiagnosticsForm(forms.Form):
+    """Sample sizes of a diagnostics run (``learning.diagnostics``), bounded so a run stays a minute or so."""
+
+    tickets = forms.IntegerField(min_value=1, max_value=2000, initial=200, label="tickets")
+    passages = forms.IntegerField(min_value=1, max_value=5000, initial=500, label="passages")
+    pairs = forms.IntegerField(min_value=1, max_value=200, initial=20, label="sanity pairs")

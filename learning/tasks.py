@@ -99,3 +99,21 @@ def preview_team_description_task(self, team_id: int, description: str, examples
         self.update_state(state="PROGRESS", meta={"done": done, "total": total})
 
     return preview_description(Team.objects.get(pk=team_id), description, examples, progress=progress)
+
+
+@shared_task(
+    bind=True,
+    name="learning.tasks.diagnose_models_task",
+    ignore_result=False,  # the diagnostics page polls the state
+    time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
+)
+def diagnose_models_task(self, tickets: int, passages: int, pairs: int) -> dict:
+    """Run ``learning.diagnostics`` on the serving models and save the report for the page; reads only."""
+    from .diagnostics import run_diagnostics, save_report
+
+    def progress(step: str) -> None:
+        self.update_state(state="PROGRESS", meta={"step": step})
+
+    report = run_diagnostics(tickets=tickets, passages=passages, pairs=pairs, progress=progress)
+    save_report(report)
+    return {"started_at": report.started_at, "warnings": len(report.warnings)}

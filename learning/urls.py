@@ -1,10 +1,11 @@
-"""URLs under ``/models/`` (namespace ``learning``): threshold tuning, quality reports, the model registry."""
+"""URLs under ``/models/`` (namespace ``learning``): threshold tuning, quality reports, the model registry,
+model diagnostics."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_registry, views_teams
+from . import views, views_diagnostics, views_registry, views_teams
 
 app_name = "learning"
 
@@ -31,4 +32,10 @@ registry_urls = [
     path("versions/<int:pk>/rollback/", views_registry.rollback, name="rollback"),
 ]
 
-urlpatterns = [*tuning_urls, *report_urls, *registry_urls]
+diagnostics_urls = [
+    path("diagnostics/", views_diagnostics.diagnostics_page, name="diagnostics"),
+    path("diagnostics/run/", views_diagnostics.run_diagnostics, name="diagnostics_run"),
+    path("diagnostics/run/<str:task_id>/", views_diagnostics.diagnostics_run, name="diagnostics_result"),
+]
+
+urlpatterns = [*tuning_urls, *report_urls, *registry_urls, *diagnostics_urls]
