@@ -25,6 +25,7 @@ from .fusion import (
     STAGES,
     FusionPolicy,
     StageScores,
+    candidate_articles,
     combine,
     rank,
     stage_metrics,
@@ -85,18 +86,29 @@ def _query_objective(features: StageScores, relevant: Mapping[str, int], grid: n
 
     The same ranking as ``rank(combine(features, w))`` — z-scores over the candidates, stages that
     produced nothing dropped, ties broken by article key — for all weight vectors in one product.
+    Vectors that give ``feedback`` no weight rank over ``candidate_articles(..., feedback_weighed=False)``.
     """
-    candidates = sorted({c for scores in features.values() for c in scores})
-    if not candidates:
-        return np.zeros(len(grid))
     present = np.array([bool(features.get(s)) for s in STAGES])
+    w = grid * present
+    sums = w.sum(axis=1, keepdims=True)
+    w = np.where(sums > 0, w / np.where(sums > 0, sums, 1), present / max(present.sum(), 1))
+    weighed = w[:, STAGES.index("feedback")] > 0
+    out = _objective_over(features, candidate_articles(features), relevant, w, present)
+    unweighed = candidate_articles(features, feedback_weighed=False)
+    if not weighed.all() and len(unweighed) != len(candidate_articles(features)):
+        out[~weighed] = _objective_over(features, unweighed, relevant, w[~weighed], present)
+    return out
+
+
+def _objective_over(
+    features: StageScores, candidates: list[str], relevant: Mapping[str, int], w: np.ndarray, present: np.ndarray
+) -> np.ndarray:
+    if not candidates:
+        return np.zeros(len(w))
     z = np.zeros((len(candidates), len(STAGES)))
     for j, stage in enumerate(STAGES):
         if present[j]:
             z[:, j] = list(standardise(features[stage], candidates).values())
-    w = grid * present
-    sums = w.sum(axis=1, keepdims=True)
-    w = np.where(sums > 0, w / np.where(sums > 0, sums, 1), present / max(present.sum(), 1))
     scores = z @ w.T  # candidates × weight vectors
     order = np.argsort(-scores, axis=0, kind="stable")[:10]  # candidates are key-sorted: ties by key
     gains = np.array([relevant.get(c, 0) for c in candidates], dtype=float)
@@ -105,7 +117,7 @@ def _query_objective(features: StageScores, relevant: Mapping[str, int], grid: n
     mrr = np.where(top.max(axis=0) > 0, 1.0 / (first + 1), 0.0)
     ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:10]
     idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    ndcg = (top / _LOG2[: len(top), None]).sum(axis=0) / idcg if idcg > 0 else np.zeros(len(grid))
+    ndcg = (top / _LOG2[: len(top), None]).sum(axis=0) / idcg if idcg > 0 else np.zeros(len(w))
     return mrr + 0.5 * ndcg
 
 

@@ -65,8 +65,26 @@ def standardise(scores: Mapping[str, float], candidates: Sequence[str]) -> dict[
     return {c: (v - mean) / std for c, v in zip(candidates, values, strict=True)}
 
 
+def candidate_articles(stage_scores: StageScores, feedback_weighed: bool = True) -> list[str]:
+    """The articles a query's final ranking is over: every stage's, except that an article only a
+    learned question found is one only while the ``feedback`` stage carries weight.
+
+    A policy that gives ``feedback`` no weight (the guard's "as if nothing was learned") must rank
+    exactly as if nothing was learned: articles only learned questions brought in would otherwise
+    join the candidates and shift every stage's z-scores.
+
+    >>> candidate_articles({"dense": {"a": 0.9}, "feedback": {"a": 0.9, "b": 0.8}}, feedback_weighed=False)
+    ['a']
+    """
+    every = sorted({c for scores in stage_scores.values() for c in scores})
+    if feedback_weighed:
+        return every
+    others = sorted({c for s, scores in stage_scores.items() if s != "feedback" for c in scores})
+    return others or every
+
+
 def combine(stage_scores: StageScores, weights: Mapping[str, float]) -> dict[str, float]:
-    """Final score per candidate article (the union of every stage's articles).
+    """Final score per candidate article (``candidate_articles``: the union of the stages' articles).
 
     Stages that produced nothing (reranking off) drop out and the other weights are rescaled.
 
@@ -75,11 +93,11 @@ def combine(stage_scores: StageScores, weights: Mapping[str, float]) -> dict[str
     >>> max(s, key=s.get)
     'a'
     """
-    candidates = sorted({c for scores in stage_scores.values() for c in scores})
     present = [s for s in STAGES if stage_scores.get(s)]
     if not present:
-        return {c: 0.0 for c in candidates}
+        return {c: 0.0 for c in candidate_articles(stage_scores)}
     w = normalise_weights(weights, present)
+    candidates = candidate_articles(stage_scores, feedback_weighed=w.get("feedback", 0.0) > 0)
     total = {c: 0.0 for c in candidates}
     for stage in present:
         if w[stage] == 0:
@@ -105,7 +123,7 @@ class FusionPolicy:
     ``long`` for the others; one vector for every query when ``short_max_words`` is ``None``.
 
     >>> p = FusionPolicy.from_json({"short_max_words": 12, "short": {"rerank": 1}, "long": {"dense": 1}})
-    >>> p.for_query("card declined")["rerank"], p.for_words(40)["dense"]
+    >>> p.for_query("card declined")["rerank"], p.for_words(40)["feedback"]  # dense read as learning
     (1.0, 1.0)
     """
 

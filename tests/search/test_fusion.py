@@ -205,3 +205,32 @@ def test_queries_the_cross_encoder_did_not_read_are_ranked_with_the_policys_unre
     )
     assert FusionPolicy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
     assert "not reranked" in policy.describe()
+
+
+def test_a_policy_without_feedback_weight_ranks_exactly_as_if_nothing_was_learned():
+    """Articles only learned questions found join the candidates only while the feedback stage counts:
+    otherwise they shift every stage's z-scores and 'as if nothing was learned' ranks differently."""
+    learned = {
+        "dense": {"a": 0.42, "b": 0.50, "c": 0.89},
+        "hybrid": {"a": 0.033, "b": 0.020, "c": 0.016},
+        "feedback": {"a": 0.42, "b": 0.50, "c": 0.89, "x": 0.95, "y": 0.94, "z": 0.93},
+    }
+    nothing = {**learned, "feedback": dict(learned["dense"])}
+    policy = {"dense": 0.5, "hybrid": 0.5, "feedback": 0.0}
+    assert rank(combine(learned, policy)) == rank(combine(nothing, policy)) == ["a", "c", "b"]
+    # Over every stage's articles (as before), x, y and z at each stage's floor put c first.
+    everyone = sorted({c for scores in learned.values() for c in scores})
+    old = {
+        c: 0.5 * standardise(learned["dense"], everyone)[c] + 0.5 * standardise(learned["hybrid"], everyone)[c]
+        for c in "abc"
+    }
+    assert rank(old) == ["c", "a", "b"]
+    # Where the feedback stage counts, the articles its questions found are candidates.
+    assert set(combine(learned, {**policy, "feedback": 0.1})) == {"a", "b", "c", "x", "y", "z"}
+    # The vectorised objective of the fit agrees, on the vectors with and without feedback weight.
+    grid_dicts = weight_grid(0.25, STAGES)
+    grid = np.array([[w[s] for s in STAGES] for w in grid_dicts])
+    fast = _query_objective(learned, {"a": 1}, grid)
+    for i, w in enumerate(grid_dicts):
+        ranking = rank(combine(learned, w))
+        assert fast[i] == pytest.approx(mrr_at_k(ranking, {"a": 1}) + 0.5 * ndcg_at_k(ranking, {"a": 1}))
