@@ -20,7 +20,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/${TORCH_CUDA} torch
  && pip install --no-deps -r requirements-nodeps.txt
 COPY . .
 ENV TRIAGE_INFERENCE_DEVICE=cuda
-CMD ["celery", "-A", "config", "worker", "-Q", "inference,default", "-c", "1", "--loglevel", "INFO"]
+CMD ["celery", "-A", "config", "worker", "-Q", "inference,default", "-P", "prefork", "-c", "1", "-n", "inference@%h", "--loglevel", "INFO"]
 
 # Web server, beat, training and CPU workers (the default target, last): the CPU torch wheel keeps the
 # image small.

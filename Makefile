@@ -44,28 +44,15 @@ migrate: venv
 demo: migrate
 	$(PY) manage.py load_demo
 
-# The background worker is known by its pid file, never by name: other checkouts' workers on this
-# machine are left alone. Celery writes and removes the file; a stale one (after a crash) is ignored.
-WORKER_PID := .data/worker.pid
-
+# The worker host (config/workers.py): an inference worker whose one pool process holds the models, a
+# training worker and beat, each known by its pid file under .data/ (never by name: other checkouts'
+# workers on this machine are left alone). Logs: .data/logs/worker-<name>.log.
 worker: venv stop-worker
-	mkdir -p .data/logs
-	nohup $(PY) -m celery -A config worker -B -Q default,inference,training -c 2 --loglevel INFO \
-		--pidfile $(WORKER_PID) --schedule .data/celerybeat-schedule > .data/logs/worker.log 2>&1 &
-	@echo "Celery worker (with beat) started; pid in $(WORKER_PID), log: .data/logs/worker.log"
+	$(PY) -m config.workers start
 
-# TERM lets running tasks finish (warm shutdown); after 30 s the worker is killed.
+# TERM lets running tasks finish (warm shutdown); after 30 s a process is killed.
 stop-worker:
-	@if [ -f $(WORKER_PID) ]; then \
-		pid=$$(cat $(WORKER_PID)); \
-		if ps -p $$pid -o args= 2>/dev/null | grep -q "celery -A config worker"; then \
-			kill -TERM $$pid; \
-			for i in $$(seq 30); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
-			kill -0 $$pid 2>/dev/null && kill -KILL $$pid; \
-			echo "Celery worker $$pid stopped"; \
-		fi; \
-		rm -f $(WORKER_PID); \
-	fi
+	@$(PY) -m config.workers stop
 
 web: venv
 	@echo ""

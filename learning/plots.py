@@ -13,15 +13,13 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
+from learning.quality import Confusion, Reliability
+from learning.tuning import CurvePoint
 
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
-
-from learning.quality import Confusion, Reliability  # noqa: E402
-from learning.tuning import CurvePoint  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _RC = {
     "svg.fonttype": "none",
@@ -37,6 +35,16 @@ _STYLE_ELEMENT = re.compile(r"<style[^>]*>.*?</style>", re.DOTALL)
 ACCENT = "#2563eb"
 WARN = "#dc2626"
 MUTED = "#6b7280"
+
+
+def _rc():
+    """matplotlib's settings for these plots, matplotlib imported on first use: every process that loads
+    the URLs imports this module (Celery workers too, whose start-up checks read them), and matplotlib
+    costs each ~38 MB."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return matplotlib.rc_context(_RC)
 
 
 _CACHE: OrderedDict[str, str] = OrderedDict()
@@ -67,7 +75,7 @@ def _cached(draw: Callable[..., str]) -> Callable[..., str]:
 
 def _svg(fig: Figure, label: str) -> str:
     buffer = io.StringIO()
-    with matplotlib.rc_context(_RC):
+    with _rc():
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     svg = _STYLE_ELEMENT.sub("", _XML_PROLOGUE.sub("", buffer.getvalue(), count=1), count=1)
     # Screen readers announce the plot by its label; the table beside it carries the numbers.
@@ -76,7 +84,9 @@ def _svg(fig: Figure, label: str) -> str:
 
 
 def _figure(width: float = 4.2, height: float = 3.2) -> Figure:
-    with matplotlib.rc_context(_RC):
+    with _rc():
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(width, height), layout="constrained")
         fig.add_subplot()
     return fig
@@ -93,7 +103,7 @@ def precision_recall_svg(
     """The router's precision-recall curve for ``team`` (each point a threshold), with the saved
     threshold and, when it differs, the one being tried marked."""
     fig = _figure()
-    with matplotlib.rc_context(_RC):
+    with _rc():
         ax = fig.axes[0]
         drawn = [p for p in points if p.precision is not None and p.recall is not None]
         if drawn:
@@ -127,7 +137,7 @@ def reliability_svg(result: Reliability, title: str) -> str:
     """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration,
     bar widths proportional to nothing (counts are in the table), ECE in the title."""
     fig = _figure(3.6, 3.2)
-    with matplotlib.rc_context(_RC):
+    with _rc():
         ax = fig.axes[0]
         ax.plot([0, 1], [0, 1], ls="--", color=MUTED, lw=1)
         filled = [b for b in result.bins if b.count]
@@ -164,7 +174,7 @@ def confusion_svg(result: Confusion) -> str:
     """Heat map of labels (rows) against top teams (columns), counts written in the cells."""
     size = max(3.2, 0.42 * len(result.classes) + 1.6)
     fig = _figure(size, size * 0.9)
-    with matplotlib.rc_context(_RC):
+    with _rc():
         ax = fig.axes[0]
         matrix = result.matrix or [[0]]
         ax.imshow(matrix, cmap="Blues")
@@ -185,7 +195,7 @@ def confusion_svg(result: Confusion) -> str:
 def weekly_trend_svg(rows: Sequence[dict], metric: str, title: str) -> str:
     """One line per model version: ``metric`` by ISO week."""
     fig = _figure(5.0, 2.8)
-    with matplotlib.rc_context(_RC):
+    with _rc():
         ax = fig.axes[0]
         weeks = sorted({r["week"] for r in rows})
         position = {w: i for i, w in enumerate(weeks)}

@@ -22,11 +22,22 @@ def refuse_a_device_it_does_not_have(**_kwargs) -> None:
         raise SystemExit(f"refusing to start: {problem}")
 
 
+def consumes_inference() -> bool:
+    """Whether this worker takes tasks from the ``inference`` queue (``-Q``; all queues without it).
+
+    Only those processes load the serving models: a training worker's child loads what its run needs
+    and gives it back when it exits (``config/workers.py``), and a worker on ``default`` alone needs
+    none."""
+    from config.celery import app
+
+    return "inference" in app.amqp.queues.consume_from
+
+
 @worker_process_init.connect
 def warm_models(**_kwargs) -> None:
     from django.conf import settings
 
-    if not settings.TRIAGE_WARM_MODELS:
+    if not settings.TRIAGE_WARM_MODELS or not consumes_inference():
         return
     try:
         from mlops.inference.warm import warm_all

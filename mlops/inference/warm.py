@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 
 logger = logging.getLogger(__name__)
@@ -18,3 +21,19 @@ def warm_all() -> None:
             loader()
         except Exception as exc:
             logger.warning("could not warm %s: %s", getattr(loader, "__name__", loader), exc)
+    release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Give the heap freed while loading back to the system.
+
+    Loading leaves large temporaries behind (the cross-encoder's ONNX graph is parsed, rewritten and
+    serialized before onnxruntime takes it), and glibc keeps freed heap pages mapped: measured, ~90 MB
+    of the inference process's resident memory was such pages until ``malloc_trim``. No-op elsewhere.
+    """
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): nothing to release this way
+        pass
