@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
+
+from triage.roles import remember_group_names
 
 from .models import ApiToken, hash_token
 
@@ -23,9 +26,17 @@ class ApiTokenAuthentication(BaseAuthentication):
             secret = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise AuthenticationFailed("Malformed token.") from None
-        token = ApiToken.objects.select_related("user").filter(digest=hash_token(secret)).first()
+        # The user's groups (their roles) come with the token, in the same query: every API request
+        # checks a role, and a second round trip to Postgres for it was a fifth of a list request's queries.
+        token = (
+            ApiToken.objects.select_related("user")
+            .annotate(user_groups=ArrayAgg("user__groups__name", distinct=True, default=[]))
+            .filter(digest=hash_token(secret))
+            .first()
+        )
         if token is None or token.revoked or not token.user.is_active:
             raise AuthenticationFailed("Invalid or revoked token.")
+        remember_group_names(token.user, [name for name in token.user_groups if name is not None])
         token.touch()
         return token.user, token
 

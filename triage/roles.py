@@ -5,7 +5,7 @@ Views use the decorators and mixins here so that a role check is written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any
 
@@ -30,6 +30,12 @@ def group_names(user: Any) -> frozenset[str]:
         cached = frozenset(user.groups.values_list("name", flat=True)) if user.is_authenticated else frozenset()
         user._triage_group_names = cached
     return cached
+
+
+def remember_group_names(user: Any, names: Iterable[str]) -> None:
+    """Keep group names already read with the user (e.g. in the query that authenticated it) on it, so
+    that ``group_names`` does not query them again."""
+    user._triage_group_names = frozenset(names)
 
 
 def is_admin(user: Any) -> bool:

@@ -9,9 +9,10 @@ from django.test.utils import CaptureQueriesContext
 from tests.api.realistic import SUGGESTIONS_PER_TICKET, build_help_desk
 from triage.models import Correction, Ticket
 
-# Token lookup (with its user), the role checks, and the view's own queries; none per row.
-LIST_QUERIES = 8
-DETAIL_QUERIES = 10
+# The token with its user and groups (roles) in one query, then the view's own: the count and the page, or
+# the ticket, its labels, its latest decision and its suggestions; none per row.
+LIST_QUERIES = 3
+DETAIL_QUERIES = 5
 
 
 @pytest.fixture
