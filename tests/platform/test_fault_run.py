@@ -41,6 +41,7 @@ from django.db import connections
 from django.db.models import Count, Sum
 
 from api.models import ApiToken
+from config.workers import INFERENCE_QUEUES
 from search.models import Article, Suggestion
 from search.services import upsert_article
 from tests.faults import embedded_servers, http, kill_redis, restart_postgres, start_redis, web_server
@@ -168,7 +169,7 @@ def test_acknowledged_tickets_survive_a_killed_worker_a_killed_redis_and_a_postg
     }
     with ExitStack() as stack:
         web = stack.enter_context(web_server(workers=2, extra_env=web_env))
-        first = stack.enter_context(celery_worker("default,inference", 2, WORKER_ENV, beat=True))
+        first = stack.enter_context(celery_worker(INFERENCE_QUEUES, 1, WORKER_ENV, beat=True))
         wait_for(lambda: Article.objects.searchable().count() == len(KB), timeout=300, message="articles indexed")
         clients, watch = Clients(web.url, token), QueueWatch()
         watch.start()
@@ -181,7 +182,7 @@ def test_acknowledged_tickets_survive_a_killed_worker_a_killed_redis_and_a_postg
         replacement: list = []
         starting = threading.Thread(
             target=lambda: replacement.append(
-                stack.enter_context(celery_worker("default,inference", 2, WORKER_ENV, beat=True))
+                stack.enter_context(celery_worker(INFERENCE_QUEUES, 1, WORKER_ENV, beat=True))
             )
         )
         starting.start()
