@@ -11,8 +11,10 @@ What it does, all on this machine (loopback only, 127.0.0.1):
    record, the previous setting (3 sync workers) in the same run, one after the other;
 3. ``--clients`` clients, each with its own agent token and keep-alive connection, in a bounded loop
    for ``--seconds``: a page of the ticket list (50 tickets, some filtered by team or decision), then
-   the detail of two tickets on it. No think time: each client sends its next request as soon as the
-   last one is answered, so this measures the server at saturation.
+   the detail of two tickets on it. No think time by default: each client sends its next request as
+   soon as the last one is answered, so this measures the server at saturation (latency = clients /
+   throughput). ``--think-ms`` gives each client a pause before each request (exponential, that mean),
+   as agents reading a page do: the latency of 50 clients that are not all waiting at once.
 
 Written to ``bench/results/bench_api.json``: requests/s, p50/p95/p99 latency, errors (any response
 other than 200, or no response), per endpoint, for each server setting, with the CPU, load average and
@@ -161,13 +163,18 @@ class Server:
         self.log.close()
 
 
-async def client(session, base: str, token: str, deadline: float, rng: random.Random, records: list) -> None:
-    """One agent: a list page, then two tickets from it, until the deadline."""
+async def client(
+    session, base: str, token: str, deadline: float, rng: random.Random, records: list, think: float = 0.0
+) -> None:
+    """One agent: a list page, then two tickets from it, until the deadline; with ``think`` (seconds) a
+    pause after each answer, exponentially distributed with that mean, as a person reading the page."""
     import aiohttp
 
     sent = headers(token)
 
     async def get(kind: str, path: str):
+        if think:
+            await asyncio.sleep(min(rng.expovariate(1 / think), max(0.0, deadline - time.perf_counter())))
         started = time.perf_counter()
         try:
             async with session.get(base + path, headers=sent) as response:
@@ -194,7 +201,7 @@ async def client(session, base: str, token: str, deadline: float, rng: random.Ra
             await get("detail", f"/api/tickets/{ticket_id}/")
 
 
-async def load(port: int, tokens: list[str], seconds: float, seed: int = 0) -> tuple[list, float]:
+async def load(port: int, tokens: list[str], seconds: float, seed: int = 0, think: float = 0.0) -> tuple[list, float]:
     import aiohttp
 
     base = f"http://127.0.0.1:{port}"
@@ -206,7 +213,7 @@ async def load(port: int, tokens: list[str], seconds: float, seed: int = 0) -> t
     try:
         await asyncio.gather(
             *(
-                client(session, base, token, deadline, random.Random(seed + i), records)
+                client(session, base, token, deadline, random.Random(seed + i), records, think)
                 for i, (session, token) in enumerate(zip(sessions, tokens, strict=True))
             )
         )
@@ -244,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tickets", type=int, default=3000)
     parser.add_argument("--workers", type=int, help="override config/gunicorn.conf.py")
     parser.add_argument("--threads", type=int, help="override config/gunicorn.conf.py")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean pause of each client before each request (exponential); 0: none, the server at saturation",
+    )
     parser.add_argument("--skip-previous", action="store_true", help="do not also run the previous 3 sync workers")
     parser.add_argument("--out", default=str(HERE / "results" / "bench_api.json"))
     args = parser.parse_args(argv)
@@ -264,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.wait_ready(tokens[0])
             cpu_before, client_before = server.cpu_seconds(), time.process_time()
-            records, elapsed = asyncio.run(load(server.port, tokens, args.seconds))
+            records, elapsed = asyncio.run(load(server.port, tokens, args.seconds, think=args.think_ms / 1000))
             server_cpu, client_cpu = server.cpu_seconds() - cpu_before, time.process_time() - client_before
         finally:
             server.stop()
@@ -284,11 +297,13 @@ def main(argv: list[str] | None = None) -> int:
 
     conf = runpy.run_path(str(REPO / "config" / "gunicorn.conf.py"))
     ours = next(iter(results.values()))
+    pause = f"a pause of {args.think_ms:.0f} ms on average before each request" if args.think_ms else "no pause"
     result = {
         "clients": args.clients,
         "seconds": args.seconds,
         "tickets": args.tickets,
-        "workload": "per client, in a loop without think time: a list page (50 tickets; 20% filtered by team, 10% "
+        "think_ms": args.think_ms,
+        "workload": f"per client, in a loop ({pause}): a list page (50 tickets; 20% filtered by team, 10% "
         "by decision), then the detail of two tickets on it; each client its own agent token and keep-alive "
         "connection; loopback 127.0.0.1",
         "server": {
