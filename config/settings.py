@@ -136,6 +136,7 @@ CELERY_TASK_ROUTES = {
     "learning.tasks.diagnose_*": {"queue": "inference"},
     "search.tasks.*": {"queue": "inference"},
     "learning.tasks.train_*": {"queue": "training"},
+    "learning.tasks.self_train_*": {"queue": "training"},
     "learning.tasks.evaluate_*": {"queue": "training"},
 }
 # A task is acknowledged only after it ran, and re-queued when its worker dies mid-task:
@@ -301,6 +302,29 @@ TRIAGE_TRAINING_STALE_SECONDS = env_int("TRIAGE_TRAINING_STALE_SECONDS", 900, mi
 # TRIAGE_TRAINING_STALE_SECONDS: at most 900 + 600 s after the death with the defaults.
 TRIAGE_TRAINING_TIME_LIMIT = env_int("TRIAGE_TRAINING_TIME_LIMIT", 4 * 3600, minimum=60)
 TRIAGE_SETFIT_RECIPE = env_json_object("TRIAGE_SETFIT_RECIPE")  # field names are checked by learning.recipe
+# Self-training on the unlabeled stream (learning/selftrain*.py): a head fitted on the last
+# SELFTRAIN_WINDOW tickets, every SELFTRAIN_EVERY new tickets (checked with the retrain trigger) and on
+# the registry page's button. With no held-out labels it is promoted only past three guards: agreement
+# with the zero-shot version on its MIN_AGREEMENT most confident tickets of a GUARD_SAMPLE, no team
+# losing more than MAX_VOLUME_LOSS of its predicted tickets, and, once agents have labelled tickets, a
+# macro-F1 on them at most LABEL_TOLERANCE below the champion's. .env.example says more.
+TRIAGE_SELFTRAIN_WINDOW = env_int("TRIAGE_SELFTRAIN_WINDOW", 5000, minimum=20)
+TRIAGE_SELFTRAIN_EVERY = env_int("TRIAGE_SELFTRAIN_EVERY", 500, minimum=1)
+TRIAGE_SELFTRAIN_MIN_TICKETS_PER_TEAM = env_int("TRIAGE_SELFTRAIN_MIN_TICKETS_PER_TEAM", 20, minimum=1)
+TRIAGE_SELFTRAIN_GUARD_SAMPLE = env_int("TRIAGE_SELFTRAIN_GUARD_SAMPLE", 500, minimum=10)
+TRIAGE_SELFTRAIN_CONFIDENT_SHARE = env_float("TRIAGE_SELFTRAIN_CONFIDENT_SHARE", 0.3, lo=0.01, hi=1.0)
+TRIAGE_SELFTRAIN_MIN_AGREEMENT = env_float("TRIAGE_SELFTRAIN_MIN_AGREEMENT", 0.8, lo=0.0, hi=1.0)
+TRIAGE_SELFTRAIN_MAX_VOLUME_LOSS = env_float("TRIAGE_SELFTRAIN_MAX_VOLUME_LOSS", 0.5, lo=0.0, hi=1.0)
+TRIAGE_SELFTRAIN_LABEL_TOLERANCE = env_float("TRIAGE_SELFTRAIN_LABEL_TOLERANCE", 0.0, lo=0.0, hi=1.0)
+CELERY_BEAT_SCHEDULE["check-selftrain-trigger"] = {
+    "task": "learning.tasks.check_selftrain_trigger_task",
+    "schedule": TRIAGE_RETRAIN_CHECK_SECONDS,
+}
+# Training runs are an outbox too (learning/runs.py): one queued while the broker was down is sent here.
+CELERY_BEAT_SCHEDULE["sweep-training-runs"] = {
+    "task": "learning.tasks.sweep_training_runs_task",
+    "schedule": CELERY_BEAT_SCHEDULE["sweep-ticket-work"]["schedule"],
+}
 CELERY_BEAT_SCHEDULE["refit-search-weights"] = {
     "task": "search.tasks.refit_search_weights_task",
     "schedule": SEARCH_REFIT_SECONDS,

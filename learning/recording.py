@@ -78,6 +78,20 @@ def _rounded(update: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in update.items()}
 
 
+def record_decision(version: ModelVersion, *, promote: bool, reason: str, fields: dict[str, Any]) -> None:
+    """Store a finished version's ``fields`` and promote it (``mlops.registry.promote_version``) or reject
+    it, in one transaction: the champion only ever changes through ``promote_version``."""
+    from mlops.registry import promote_version
+
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(**fields, status=ModelVersion.Status.CANDIDATE)
+        version.refresh_from_db()
+        if promote:
+            promote_version(version, reason=reason)
+        else:
+            ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.REJECTED, error="")
+
+
 def stale_after() -> timedelta:
     """How long a running run may go without a heartbeat before it counts as dead."""
     return timedelta(seconds=settings.TRIAGE_TRAINING_STALE_SECONDS)

@@ -27,15 +27,14 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 
+from mlops.inference.scorers import InvalidInput
 from mlops.models import ModelVersion
-from mlops.registry import promote_version
 
 from .evaluation import calibrate, compare_challenger, evaluate, public_metrics, scores_of, team_classes
 from .labels import collect_labels, data_hash
 from .recipe import make_recipe
-from .recording import RunRecorder
+from .recording import RunRecorder, record_decision
 from .split import split_examples
 
 logger = logging.getLogger(__name__)
@@ -174,7 +173,12 @@ def run_training(version_id: int) -> ModelVersion:
         raise TrainingError("every held-out ticket was in the champion's training set: nothing to compare on")
     compared_labels = [holdout_labels[i] for i in keep]
     new = {**scores_of(held_out["logits"][keep], compared_labels, slugs), "scorer": challenger.name}
-    old = evaluate(baseline, [holdout_texts[i] for i in keep], compared_labels, classes)
+    try:
+        old = evaluate(baseline, [holdout_texts[i] for i in keep], compared_labels, classes)
+    except InvalidInput as exc:  # a self-trained champion knows only the teams it was fitted on
+        rec.log("champion %s cannot score today's teams (%s); comparing with the zero-shot scorer", baseline_name, exc)
+        baseline, baseline_name = champion_scorer(None)
+        old = evaluate(baseline, [holdout_texts[i] for i in keep], compared_labels, classes)
     rec.log(
         "macro-F1 on %d held-out tickets: challenger %.3f (accuracy %.3f), champion %s %.3f (accuracy %.3f)%s",
         len(keep),
@@ -215,21 +219,23 @@ def run_training(version_id: int) -> ModelVersion:
         "labels": report,
         "thresholds": threshold_details,
     }
-    with transaction.atomic():
-        ModelVersion.objects.filter(pk=version.pk).update(
-            artifact_path=str(target),
-            metrics=metrics,
-            calibration=calibration,
-            thresholds=thresholds,
-            training_seconds=round(training_seconds, 2),
-            config={**version.config, "trained_teams": split.trained_teams, "zero_shot_teams": split.zero_shot_teams},
-            status=ModelVersion.Status.CANDIDATE,
-        )
-        version.refresh_from_db()
-        if promote:
-            promote_version(version, reason=reason)
-        else:
-            ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.REJECTED, error="")
+    record_decision(
+        version,
+        promote=promote,
+        reason=reason,
+        fields={
+            "artifact_path": str(target),
+            "metrics": metrics,
+            "calibration": calibration,
+            "thresholds": thresholds,
+            "training_seconds": round(training_seconds, 2),
+            "config": {
+                **version.config,
+                "trained_teams": split.trained_teams,
+                "zero_shot_teams": split.zero_shot_teams,
+            },
+        },
+    )
     rec.log("%s: %s (%.0f s in all)", "promoted" if promote else "rejected", reason, time.monotonic() - started)
     version.refresh_from_db()
     return version

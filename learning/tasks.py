@@ -4,8 +4,11 @@ rows and record outcomes (``learning.recording``).
 * ``train_model_task(version_id)`` — on the ``training`` queue (``CELERY_TASK_ROUTES``). Claims the
   run (queued → running) first, so a redelivered message does nothing while the run is alive; a run
   whose heartbeat stopped (its worker was killed, e.g. by the out-of-memory killer) is marked failed.
+* ``self_train_task(version_id)`` — on the ``training`` queue too: a self-trained build
+  (``learning.selftrain_build``), claimed the same way.
 * ``check_retrain_trigger_task()`` — run by beat: queues a training when ``check_trigger`` says so,
-  and fails runs that stopped beating.
+  and fails runs that stopped beating; ``check_selftrain_trigger_task()`` likewise for self-training.
+* ``sweep_training_runs_task()`` — beat: sends queued runs whose message never reached the broker.
 """
 
 from __future__ import annotations
@@ -27,8 +30,21 @@ logger = logging.getLogger(__name__)
 @shared_task(name="learning.tasks.train_model_task", acks_late=True, time_limit=settings.TRIAGE_TRAINING_TIME_LIMIT)
 def train_model_task(version_id: int) -> str:
     """Train model version ``version_id`` (queued by ``learning.trigger.request_training``)."""
-    from .retraining import TrainingError, run_training
+    from .retraining import run_training
 
+    return _run(version_id, run_training)
+
+
+@shared_task(name="learning.tasks.self_train_task", acks_late=True, time_limit=settings.TRIAGE_TRAINING_TIME_LIMIT)
+def self_train_task(version_id: int) -> str:
+    """Build self-trained version ``version_id`` (queued by ``learning.selftrain.request_self_training``)."""
+    from .selftrain_build import run_self_training
+
+    return _run(version_id, run_self_training)
+
+
+def _claim(version_id: int) -> TrainingRun | str:
+    """The run, claimed (queued → running); or why there is nothing to do (a redelivered message)."""
     claimed = TrainingRun.objects.filter(model_version_id=version_id, state=TrainingRun.State.QUEUED).update(
         state=TrainingRun.State.RUNNING, started_at=timezone.now(), progress={"stage": "starting"}
     )
@@ -40,9 +56,18 @@ def train_model_task(version_id: int) -> str:
             fail_run(run.pk, "the training worker died during this run (redelivered after it stopped)")
             return "failed: stale"
         return f"already {run.state}"
-    run = TrainingRun.objects.get(model_version_id=version_id)
+    return TrainingRun.objects.get(model_version_id=version_id)
+
+
+def _run(version_id: int, work) -> str:
+    """Claim the run, do ``work(version_id)``, record the outcome; the champion keeps serving on failure."""
+    from .retraining import TrainingError
+
+    run = _claim(version_id)
+    if isinstance(run, str):
+        return run
     try:
-        version = run_training(version_id)
+        version = work(version_id)
     except TrainingError as exc:
         fail_run(run.pk, str(exc))
         return "failed"
@@ -81,6 +106,24 @@ def check_retrain_trigger_task() -> str:
         return f"not now: {exc}"
     logger.info("retrain trigger fired (%s): queued %s", check.reason, version.version)
     return f"queued {version.version}"
+
+
+@shared_task(name="learning.tasks.check_selftrain_trigger_task")
+def check_selftrain_trigger_task() -> str:
+    """Beat: queue a self-trained build every ``TRIAGE_SELFTRAIN_EVERY`` new tickets or after the teams changed."""
+    from .selftrain import request_if_due
+
+    reap_stale_runs()
+    version = request_if_due()
+    return f"queued {version.version}" if version is not None else "not now"
+
+
+@shared_task(name="learning.tasks.sweep_training_runs_task")
+def sweep_training_runs_task() -> dict[str, int]:
+    """Beat: send queued training runs whose message never reached the broker (``learning.runs``)."""
+    from .runs import sweep_runs
+
+    return sweep_runs()
 
 
 @shared_task(

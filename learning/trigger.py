@@ -4,8 +4,10 @@
   ``TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM`` labels and ``TRIAGE_RETRAIN_MIN_NEW_LABELS`` labels arrived
   since the last training was requested.
 * ``request_training`` — one ``ModelVersion`` (status training) and its ``TrainingRun`` (queued),
-  then ``learning.tasks.train_model_task`` on the ``training`` queue once committed. At most one run
-  is queued or running at a time: a Postgres advisory lock serialises "is one queued? then queue one".
+  then ``learning.tasks.train_model_task`` on the ``training`` queue once committed (``learning.runs``:
+  a broker that is down loses nothing, the sweeper sends it later). At most one run, SetFit or
+  self-trained (``learning.selftrain``), is queued or running at a time: ``run_queue_lock`` (a
+  Postgres advisory lock) serialises "is one queued? then queue one".
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -24,6 +28,7 @@ from triage.models import Correction, Team
 
 from .labels import collect_labels
 from .recipe import make_recipe
+from .runs import send_run_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,42 @@ def active_run() -> TrainingRun | None:
         .order_by("created_at")
         .first()
     )
+
+
+@contextmanager
+def run_queue_lock() -> Iterator[None]:
+    """A transaction in which no other process can queue a run; ``TrainingInProgress`` if one is active.
+
+    >>> with run_queue_lock():                                         # doctest: +SKIP
+    ...     version = ModelVersion.objects.create(...); TrainingRun.objects.create(...)
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_QUEUE_LOCK])
+        run = active_run()
+        if run is not None:
+            raise TrainingInProgress(run)
+        yield
+
+
+def queue_run(scorer: str, *, model_ref: str, trigger: str, user, config: dict, enqueue: bool) -> ModelVersion:
+    """Under ``run_queue_lock``: the next version ``<scorer>-<n>`` (status training) and its queued run,
+    sent to the ``training`` queue after commit (``learning.runs``) unless ``enqueue`` is False."""
+    with run_queue_lock():
+        number = ModelVersion.objects.filter(scorer=scorer).count() + 1
+        version = ModelVersion.objects.create(
+            scorer=scorer,
+            model_ref=model_ref,
+            version=f"{scorer}-{number}",
+            status=ModelVersion.Status.TRAINING,
+            trigger=trigger,
+            triggered_by=user,
+            config=config,
+        )
+        TrainingRun.objects.create(model_version=version, progress={"stage": "queued"})
+        if enqueue:
+            send_run_on_commit(version.pk)
+    return version
 
 
 def last_training() -> ModelVersion | None:
@@ -99,34 +140,20 @@ def request_training(*, trigger: str, user=None, enqueue: bool = True) -> ModelV
     >>> version.training_run.state                                    # doctest: +SKIP
     'queued'
     """
-    from learning.tasks import train_model_task
-
     recipe = make_recipe()  # refuse a bad TRIAGE_SETFIT_RECIPE here, before anything is queued
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_QUEUE_LOCK])
-        run = active_run()
-        if run is not None:
-            raise TrainingInProgress(run)
-        number = ModelVersion.objects.filter(scorer=SCORER).count() + 1
-        version = ModelVersion.objects.create(
-            scorer=SCORER,
-            model_ref=settings.TRIAGE_EMBEDDER_MODEL,
-            version=f"setfit-{number}",
-            status=ModelVersion.Status.TRAINING,
-            trigger=trigger,
-            triggered_by=user,
-            config={
-                "recipe": dataclasses.asdict(recipe),
-                "base_model": settings.TRIAGE_EMBEDDER_MODEL,
-                "min_labels_per_team": settings.TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM,
-                "holdout_fraction": settings.TRIAGE_RETRAIN_HOLDOUT,
-                "promotion_margin": settings.TRIAGE_PROMOTION_MARGIN,
-            },
-        )
-        TrainingRun.objects.create(model_version=version, progress={"stage": "queued"})
-        version_id = version.pk
-        if enqueue:
-            transaction.on_commit(lambda: train_model_task.delay(version_id))
+    version = queue_run(
+        SCORER,
+        model_ref=settings.TRIAGE_EMBEDDER_MODEL,
+        trigger=trigger,
+        user=user,
+        enqueue=enqueue,
+        config={
+            "recipe": dataclasses.asdict(recipe),
+            "base_model": settings.TRIAGE_EMBEDDER_MODEL,
+            "min_labels_per_team": settings.TRIAGE_RETRAIN_MIN_LABELS_PER_TEAM,
+            "holdout_fraction": settings.TRIAGE_RETRAIN_HOLDOUT,
+            "promotion_margin": settings.TRIAGE_PROMOTION_MARGIN,
+        },
+    )
     logger.info("training %s requested (%s) by %s", version.version, trigger, user or "the system")
     return version

@@ -1,9 +1,10 @@
-"""The model registry page (``/models/``): versions, retraining with live progress, rollback.
+"""The model registry page (``/models/``): versions, retraining and self-training with live progress, rollback.
 
 Admins only (``admin_required``: 403 for agents, the login page for anonymous visitors). Reads
-``ModelVersion`` and ``TrainingRun`` rows; writes only through ``learning.trigger.request_training``
-and ``mlops.registry.promote_version`` (rollback). The progress panel is polled by htmx every two
-seconds while a run is queued or running and asks for a page refresh when the run ends.
+``ModelVersion`` and ``TrainingRun`` rows; writes only through ``learning.trigger.request_training``,
+``learning.selftrain.request_self_training`` and ``mlops.registry.promote_version`` (rollback).
+The progress panel is polled by htmx every two seconds while a run is queued or running and asks for
+a page refresh when the run ends.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mlops.registry import SERVABLE, promote_version
 from triage.models import Team
 from triage.roles import admin_required
 
+from .selftrain import check_selftrain_trigger, request_self_training
 from .trigger import TrainingInProgress, active_run, check_trigger, request_training
 
 ACTIVE = (TrainingRun.State.QUEUED, TrainingRun.State.RUNNING)
@@ -47,7 +49,13 @@ def registry(request: HttpRequest) -> HttpResponse:
             "min_new_labels": settings.TRIAGE_RETRAIN_MIN_NEW_LABELS,
             "margin": settings.TRIAGE_PROMOTION_MARGIN,
             "holdout": settings.TRIAGE_RETRAIN_HOLDOUT,
+            "selftrain_every": settings.TRIAGE_SELFTRAIN_EVERY,
+            "selftrain_window": settings.TRIAGE_SELFTRAIN_WINDOW,
+            "selftrain_min_per_team": settings.TRIAGE_SELFTRAIN_MIN_TICKETS_PER_TEAM,
+            "selftrain_min_agreement": settings.TRIAGE_SELFTRAIN_MIN_AGREEMENT,
+            "selftrain_max_volume_loss": settings.TRIAGE_SELFTRAIN_MAX_VOLUME_LOSS,
         },
+        "selftrain": check_selftrain_trigger(),
         "teams": Team.objects.filter(active=True).order_by("name"),
     }
     return render(request, "learning/registry.html", context)
@@ -64,6 +72,19 @@ def retrain(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Not queued, the training settings are wrong: {exc}")
     else:
         messages.success(request, f"Training {version.version} queued.")
+    return redirect("learning:models")
+
+
+@require_POST
+@admin_required
+def self_train(request: HttpRequest) -> HttpResponse:
+    """Queue a self-trained build; the run row is stored first, so a broker outage only delays it."""
+    try:
+        version = request_self_training(trigger="manual", user=request.user)
+    except TrainingInProgress as exc:
+        messages.error(request, f"Not queued: {exc}.")
+    else:
+        messages.success(request, f"Self-trained build {version.version} queued.")
     return redirect("learning:models")
 
 

@@ -64,6 +64,8 @@ def agent_line(active_scorer: str, version: ModelVersion | None = None) -> str:
     >>> agent_line("ensemble")
     'Routing with the offline ensemble'
     """
+    if version is not None and version.scorer == "self-trained":  # learnt from tickets, not from labels
+        return f"Routing with the self-trained model {version.version}"
     if version is not None and version.scorer not in ZERO_SHOT_SCORERS:
         return f"Routing with the trained model {version.version}"
     scorer = version.scorer if version is not None else active_scorer

@@ -29,7 +29,9 @@ class ModelVersion(models.Model):
         REJECTED = "rejected", "Rejected"
         FAILED = "failed", "Failed"
 
-    scorer = models.CharField(max_length=32, help_text="Scorer name: nli, embedding, cross-encoder, setfit.")
+    scorer = models.CharField(
+        max_length=32, help_text="Scorer name: nli, embedding, cross-encoder, ensemble, setfit, self-trained."
+    )
     model_ref = models.CharField(max_length=500, help_text="Hub id, packaged model or path of the weights.")
     version = models.CharField(max_length=64, help_text="Human-readable version label.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
@@ -65,8 +67,13 @@ class ModelVersion(models.Model):
         return f"{self.scorer}:{self.version}"
 
     def files_present(self) -> bool:
-        """Whether a trained version's files are still on disk (its SetFit head is written last)."""
-        return bool(self.artifact_path) and (Path(self.artifact_path) / "model_head.pkl").exists()
+        """Whether a trained version's files are still on disk (the file each trainer writes last)."""
+        last = LAST_FILE_WRITTEN.get(self.scorer, "model_head.pkl")
+        return bool(self.artifact_path) and (Path(self.artifact_path) / last).exists()
+
+
+# The file a trained version's directory holds once it is complete: SetFit's head, the self-trained head.
+LAST_FILE_WRITTEN = {"setfit": "model_head.pkl", "self-trained": "head.npz"}
 
 
 class TrainingRun(models.Model):
@@ -83,6 +90,10 @@ class TrainingRun(models.Model):
     progress = models.JSONField(default=dict, blank=True, help_text="step, total_steps, epoch, eta_seconds.")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # Outbox (learning.runs): when the task was last handed to the broker, and how often. A run queued
+    # while the broker was down is sent by the sweeper when it is back.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    sends = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

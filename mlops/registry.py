@@ -29,8 +29,13 @@ from mlops.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
-# The scorer name of trained versions; their files must still be on disk for them to serve.
+# The scorer name of versions trained on agents' labels; their files must still be on disk to serve.
 TRAINED_SCORER = "setfit"
+# A head fitted on the unlabeled stream (learning.selftrain_build): a zero-shot model refined by what
+# the teams receive. It is fitted on one set of teams' texts; when they change, zero-shot takes over.
+SELF_TRAINED_SCORER = "self-trained"
+# Versions that serve from files in their artifact directory.
+FILE_SCORERS = (TRAINED_SCORER, SELF_TRAINED_SCORER)
 # Versions that can (again) become the champion: not failed, not still training.
 SERVABLE = (ModelVersion.Status.CANDIDATE, ModelVersion.Status.RETIRED, ModelVersion.Status.REJECTED)
 
@@ -53,7 +58,7 @@ def promote_version(version: ModelVersion, *, user=None, reason: str = "", trigg
             return locked
         if locked.status not in SERVABLE:
             raise ValidationError(f"{locked.version} is {locked.get_status_display().lower()}: it cannot serve")
-        if locked.scorer == TRAINED_SCORER and not locked.files_present():
+        if locked.scorer in FILE_SCORERS and not locked.files_present():
             raise ValidationError(f"the files of {locked.version} are gone from {locked.artifact_path}")
         previous = list(ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.CHAMPION))
         # Retire first: the unique constraint allows one champion at any moment, even inside a transaction.
@@ -101,6 +106,13 @@ def classes_fingerprint(classes: Sequence[ClassSpec]) -> str:
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:8]
 
 
+def fitted_on_other_teams(version: ModelVersion, classes: Sequence[ClassSpec] | None) -> bool:
+    """Whether a self-trained ``version`` was fitted on other teams' texts than ``classes`` (drift)."""
+    if version.scorer != SELF_TRAINED_SCORER or not classes:
+        return False
+    return (version.config.get("teams") or {}).get("fingerprint") != classes_fingerprint(classes)
+
+
 def zero_shot_version_label(scorer: Scorer, classes: Sequence[ClassSpec] | None = None) -> str:
     config_hash = getattr(scorer, "config_hash", "")
     label = f"{scorer.name}-{config_hash}" if config_hash else scorer.name
@@ -112,10 +124,11 @@ def ensure_zero_shot_version(
 ) -> ModelVersion:
     """The ModelVersion row of a zero-shot scorer configuration over ``classes``, created on first use.
 
-    With ``promote``, it becomes the champion when there is none, or when the champion is an older
+    With ``promote``, it becomes the champion when there is none, when the champion is an older
     zero-shot configuration (trigger ``settings`` when the scorer's settings changed, ``teams`` when
-    only the teams' texts did); a trained champion is never replaced here. A new version over changed
-    teams starts with the calibration of the zero-shot champion of the same scorer settings (the
+    only the teams' texts did), or a self-trained version fitted on other teams' texts (``teams``);
+    a version trained on labels is never replaced here. A new version over changed teams starts with
+    the calibration of the latest zero-shot version of the same scorer settings that has one (the
     temperature is a property of the scorer more than of the descriptions) until it is recalibrated.
     """
     label = zero_shot_version_label(scorer, classes)
@@ -127,9 +140,15 @@ def ensure_zero_shot_version(
         calibration: dict = {}
         if classes:
             config["teams"] = {"fingerprint": classes_fingerprint(classes), "slugs": [c.slug for c in classes]}
-            if champion is not None and champion.version.startswith(scorer_label) and champion.calibration:
-                calibration = champion.calibration
-                config["calibration_from"] = champion.version
+            source = (
+                ModelVersion.objects.filter(scorer=scorer.name, version__startswith=scorer_label)
+                .exclude(calibration={})
+                .order_by("-promoted_at", "-created_at")
+                .first()
+            )
+            if source is not None:
+                calibration = source.calibration
+                config["calibration_from"] = source.version
         try:
             with transaction.atomic():
                 version = ModelVersion.objects.create(
@@ -143,9 +162,11 @@ def ensure_zero_shot_version(
         except IntegrityError:  # pragma: no cover - only a unique race on champion can raise here
             version = ModelVersion.objects.get(scorer=scorer.name, version=label)
     if promote and version.status != ModelVersion.Status.CHAMPION:
-        if champion is None or champion.scorer in ZERO_SHOT_SCORERS:
+        if champion is None or champion.scorer in ZERO_SHOT_SCORERS or fitted_on_other_teams(champion, classes):
             if champion is None:
                 trigger = "bootstrap"
+            elif champion.scorer == SELF_TRAINED_SCORER:
+                trigger = "teams"
             else:
                 trigger = "teams" if champion.version.startswith(f"{scorer_label}-t") else "settings"
             version = promote_version(version, reason=f"zero-shot configuration ({trigger})", trigger=trigger)
@@ -155,15 +176,20 @@ def ensure_zero_shot_version(
 def serving_version(classes: Sequence[ClassSpec] | None = None) -> Serving:
     """The version and scorer that route a ticket now.
 
-    A trained champion (e.g. SetFit) routes when its scorer loads. Otherwise the routing setting
-    decides (``TRIAGE_ROUTING_SCORER``; ``auto``: NLI, else the best offline scorer) and the
-    version row of what really loaded is used, becoming the champion when there is none. Raises
-    ``ModelUnavailable`` when no scorer at all can load. ``classes`` (the teams as the scorer sees
-    them) are part of a zero-shot version: changed descriptions or teams make a new version.
+    A trained champion (SetFit, or a self-trained head) routes when its scorer loads. Otherwise the
+    routing setting decides (``TRIAGE_ROUTING_SCORER``; ``auto``: NLI, else the best offline scorer)
+    and the version row of what really loaded is used, becoming the champion when there is none.
+    Raises ``ModelUnavailable`` when no scorer at all can load. ``classes`` (the teams as the scorer
+    sees them) are part of a zero-shot version: changed descriptions or teams make a new version,
+    and replace a self-trained champion fitted on the old texts.
     """
     champion = ModelVersion.objects.champion()
     reason = ""
-    if champion is not None and champion.scorer not in ZERO_SHOT_SCORERS:
+    if (
+        champion is not None
+        and champion.scorer not in ZERO_SHOT_SCORERS
+        and not fitted_on_other_teams(champion, classes)
+    ):
         from mlops.inference.encoders import ModelUnavailable
 
         try:
@@ -194,25 +220,27 @@ def _report_once(choice: ScorerChoice, version: ModelVersion) -> None:
 
 
 # --- Worker start ---------------------------------------------------------------------------------
-def warm_routing_scorer() -> None:
-    """Worker start: load the routing scorer, log which one routes, and report it (WARMERS entry)."""
+def warm_routing_scorer(classes: Sequence[ClassSpec]) -> None:
+    """Worker start: load the routing scorer, log which one routes, and report it with the version row
+    of the teams routing will score (``classes``): the same ``-t<teams hash>`` label routing uses.
+
+    Registered by the app that knows the teams (``triage.routing.warm_routing``).
+    """
     from mlops.inference.registry import warm_routing_scorer as load
 
     choice = load()
     try:
-        version = ensure_zero_shot_version(choice.scorer, promote=False)
+        version = ensure_zero_shot_version(choice.scorer, promote=False, classes=classes)
         report_scorer_health(choice, version)
     except Exception:  # the database may be migrating while a worker starts; routing reports later
         logger.exception("could not record which routing scorer this worker loaded")
 
 
 def warm_trained_champion() -> None:
-    """Worker start: load the champion's SetFit model, if the champion is a trained one."""
+    """Worker start: load the champion's files (SetFit model or self-trained head), if it has some."""
     champion = ModelVersion.objects.champion()
-    if champion is not None and champion.scorer == TRAINED_SCORER and champion.artifact_path:
-        from mlops.inference.setfit_scorer import scorer_for_version as load_trained
-
-        load_trained(champion)
+    if champion is not None and champion.scorer in FILE_SCORERS and champion.artifact_path:
+        scorer_for_version(champion)
 
 
-WARMERS.extend([warm_routing_scorer, warm_trained_champion])
+WARMERS.append(warm_trained_champion)

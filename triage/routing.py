@@ -88,6 +88,19 @@ def decide(scores: dict[str, float], teams: dict[str, Team], *, margin: float | 
     return Decision(Prediction.Decision.ABSTAINED, None, top, threshold, top_slug)
 
 
+def warm_routing() -> None:
+    """Worker start (``mlops.inference.warm.WARMERS``): load the routing scorer and record it with the
+    version of today's teams, the label routing itself will use (``<scorer>-<hash>-t<teams hash>``)."""
+    from mlops.registry import warm_routing_scorer
+
+    try:
+        classes = team_classes(routable_teams())
+    except Exception:  # the database may be migrating while a worker starts; routing reports later
+        logger.exception("could not read the teams while warming the routing scorer")
+        return
+    warm_routing_scorer(classes)
+
+
 # --- Routing one ticket ---------------------------------------------------------------------------
 class RoutingGaveUp(Exception):
     """The ticket went to needs-triage without a decision (no teams, too many attempts, bad input)."""

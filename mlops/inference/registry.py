@@ -39,6 +39,7 @@ OFFLINE_FALLBACKS = ("ensemble", "embedding", "cross-encoder")
 # Trained versions load from their ModelVersion row (artifact path), not from settings.
 VERSION_LOADERS: dict[str, str] = {
     "setfit": "mlops.inference.setfit_scorer.scorer_for_version",
+    "self-trained": "mlops.inference.selftrain.scorer_for_version",
 }
 # A model that failed to load is tried again after this many seconds, not on every ticket.
 RETRY_FAILED_AFTER_SECONDS = 600.0

@@ -16,14 +16,22 @@ On the realistic Parcelwise help desk (``eval_data/parcelwise``, 480-ticket stre
 60.8 % → 70.8 %. Stripping greetings, signatures and quoted replies before embedding
 (``search.asks.clean_ask``) did not help there (80.0 %), so tickets are embedded as they come.
 
+A self-trained *model version* (``learning.selftrain_build``) saves the head with ``save_head`` as
+``head.npz`` plus ``meta.json`` in its artifact directory; ``scorer_for_version`` loads it through the
+scorer registry (``VERSION_LOADERS["self-trained"]``), once per process.
+
 >>> scorer, report = self_train(stream_texts, classes)                 # doctest: +SKIP
 >>> scorer.score(["my card never arrived"], classes).argmax()          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +45,16 @@ from mlops.selftraining import (
     prepare_stream,
 )
 
+from .encoders import ModelUnavailable
 from .offline_scorers import EmbeddingScorer
 from .scorers import BaseScorer, ClassSpec, InvalidInput, validate_classes
 
 TEACHER_EMBEDDER = "packaged:bge-small-en-v1.5"
+# A saved head: the arrays, and what the version was fitted on (written last, so its presence means done).
+HEAD_FILE = "head.npz"
+META_FILE = "meta.json"
+# Tickets embedded per progress report while self-training.
+EMBED_CHUNK = 256
 
 
 def get_teacher() -> EmbeddingScorer:
@@ -79,6 +93,52 @@ class SelfTrainedScorer(BaseScorer):
         np.savez(Path(path), **self.head.arrays())
 
 
+@dataclass
+class SelfTrained:
+    """A fitted self-trained scorer and what it saw: the stream's distinct ``texts`` (in stream order)
+    and the head's ``logits`` on them, so a caller can compare it with another model on the same
+    tickets without embedding them again."""
+
+    scorer: SelfTrainedScorer
+    report: SelfTrainingReport
+    texts: list[str]
+    logits: np.ndarray
+
+
+def self_train_stream(
+    texts: Sequence[str],
+    classes: Sequence[ClassSpec],
+    config: SelfTrainingConfig | None = None,
+    *,
+    teacher: EmbeddingScorer | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SelfTrained:
+    """``self_train``, also returning the stream's distinct texts and the head's logits on them.
+
+    ``progress(done, total)`` is called as the tickets are embedded (most of the time).
+    """
+    config = config or SelfTrainingConfig()
+    classes = validate_classes(classes)
+    started = time.perf_counter()
+    stream = prepare_stream(texts, len(classes), config)
+    teacher = teacher or get_teacher()
+    chunks = []
+    for start in range(0, len(stream.texts), EMBED_CHUNK):
+        chunks.append(teacher.embed_texts(stream.texts[start : start + EMBED_CHUNK]).astype(np.float64))
+        if progress is not None:
+            progress(min(start + EMBED_CHUNK, len(stream.texts)), len(stream.texts))
+    vectors = np.vstack(chunks)
+    class_vectors = teacher.class_vectors(classes)
+    head, report = fit_head(
+        vectors, teacher.scale * vectors @ class_vectors.T, class_vectors, [c.slug for c in classes], config
+    )
+    report.n_received = stream.n_received
+    report.duplicates_removed = stream.duplicates_removed
+    report.language_share = stream.language_share
+    report.seconds = time.perf_counter() - started
+    return SelfTrained(SelfTrainedScorer(teacher, head), report, stream.texts, head.logits(vectors))
+
+
 def self_train(
     texts: Sequence[str],
     classes: Sequence[ClassSpec],
@@ -91,21 +151,68 @@ def self_train(
     Raises ``SelfTrainingError`` (too few distinct tickets, wrong language, fewer than two classes)
     before any model runs; the caller keeps routing with its zero-shot scorer then.
     """
-    config = config or SelfTrainingConfig()
-    classes = validate_classes(classes)
-    started = time.perf_counter()
-    stream = prepare_stream(texts, len(classes), config)
-    teacher = teacher or get_teacher()
-    vectors = teacher.embed_texts(stream.texts).astype(np.float64)
-    class_vectors = teacher.class_vectors(classes)
-    head, report = fit_head(
-        vectors, teacher.scale * vectors @ class_vectors.T, class_vectors, [c.slug for c in classes], config
+    fitted = self_train_stream(texts, classes, config, teacher=teacher)
+    return fitted.scorer, fitted.report
+
+
+# --- A self-trained model version's files --------------------------------------------------------
+def save_head(head: SelfTrainedHead, path: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``head`` and ``meta`` to directory ``path``, all at once or not at all (staged, renamed).
+
+    >>> save_head(scorer.head, "artifacts/self-trained/self-trained-2-ab12", {"teams": ...})  # doctest: +SKIP
+    """
+    target = Path(path)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    np.savez(staging / HEAD_FILE, **head.arrays())
+    (staging / META_FILE).write_text(
+        json.dumps({**meta, "embedder": TEACHER_EMBEDDER}, indent=2, ensure_ascii=False), encoding="utf-8"
     )
-    report.n_received = stream.n_received
-    report.duplicates_removed = stream.duplicates_removed
-    report.language_share = stream.language_share
-    report.seconds = time.perf_counter() - started
-    return SelfTrainedScorer(teacher, head), report
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
 
 
-__all__ = ["TEACHER_EMBEDDER", "SelfTrainedScorer", "get_teacher", "self_train"]
+def load_head(path: str | Path) -> SelfTrainedHead:
+    """The head saved in directory ``path``; ``ModelUnavailable`` when its files are gone or unreadable."""
+    try:
+        with np.load(Path(path) / HEAD_FILE, allow_pickle=False) as arrays:
+            return SelfTrainedHead.from_arrays(arrays)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailable(f"the self-trained head in {path} cannot be read ({exc})") from exc
+
+
+_LOADED: dict[tuple[str, str], SelfTrainedScorer] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def scorer_for_version(model_version: Any) -> SelfTrainedScorer:
+    """The scorer of a ``mlops.models.ModelVersion`` row whose scorer is ``"self-trained"`` (cached per process)."""
+    if not model_version.artifact_path:
+        raise ModelUnavailable(f"model version {model_version} has no artifact_path")
+    key = (str(model_version.artifact_path), model_version.version)
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+    scorer = SelfTrainedScorer(get_teacher(), load_head(model_version.artifact_path))
+    scorer.version = f"{scorer.version}:{model_version.version}"
+    with _LOADED_LOCK:
+        if len(_LOADED) >= 4:  # a few versions at most (champion, challenger, a rollback): drop the oldest
+            _LOADED.pop(next(iter(_LOADED)))
+        return _LOADED.setdefault(key, scorer)
+
+
+__all__ = [
+    "HEAD_FILE",
+    "META_FILE",
+    "TEACHER_EMBEDDER",
+    "SelfTrained",
+    "SelfTrainedScorer",
+    "get_teacher",
+    "load_head",
+    "save_head",
+    "scorer_for_version",
+    "self_train",
+    "self_train_stream",
+]
