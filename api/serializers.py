@@ -6,11 +6,19 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mlops.models import ModelVersion
+from search.deflection import MAX_LIMIT
 from search.models import Article, Suggestion
 from triage.models import BODY_MAX, SUBJECT_MAX, Correction, Prediction, Team, Ticket
 from triage.services import EXTERNAL_ID_MAX, REQUESTER_MAX
 
-from .fields import StrictBooleanField, StrictCharField, StrictFloatField, TeamRefField, find_team
+from .fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    TeamRefField,
+    find_team,
+)
 
 
 class TeamBriefSerializer(serializers.ModelSerializer):
@@ -193,6 +201,33 @@ class ArticleFeedbackResultSerializer(serializers.Serializer):
     helpful = serializers.BooleanField()
     rank = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+
+
+class DeflectRequestSerializer(serializers.Serializer):
+    """Text only; its length and content are checked by ``search.deflection.check_text``."""
+
+    text = StrictCharField(
+        trim_whitespace=False,
+        help_text="What the customer has typed so far (subject and message); at most SEARCH_DEFLECT_MAX_CHARS "
+        "characters (4,000 by default).",
+    )
+    limit = StrictIntegerField(required=False, min_value=1, max_value=MAX_LIMIT, help_text="Articles at most.")
+
+
+class DeflectionArticleSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="article_id")
+    title = serializers.CharField()
+    url = serializers.CharField(help_text="The article on the help centre; may be empty.")
+    excerpt = serializers.CharField(help_text="The passage that matched, plain text.")
+    score = serializers.FloatField(help_text="Fused ranking score (comparable within one answer only).")
+    relevance = serializers.FloatField(allow_null=True, help_text="Probability that it helps; null: no model.")
+
+
+class DeflectionSerializer(serializers.Serializer):
+    articles = DeflectionArticleSerializer(many=True, help_text="Those at or above the relevance cutoff.")
+    no_article_fits = serializers.BooleanField(
+        help_text="True when articles were found but none reached the cutoff: show no suggestion."
+    )
 
 
 class ArticleSerializer(serializers.ModelSerializer):

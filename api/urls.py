@@ -29,5 +29,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(**public), name="schema"),
     path("docs/", docs_policy(SpectacularSwaggerSplitView.as_view(url_name="api:schema", **public)), name="docs"),
     path("redoc/", docs_policy(SpectacularRedocView.as_view(url_name="api:schema", **public)), name="redoc"),
+    path("deflect/", views.DeflectView.as_view(), name="deflect"),
     *router.urls,
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import IntegrityError
 from django.db.models import OuterRef, Prefetch, Subquery
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -10,9 +11,12 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from mlops.inference.encoders import ModelUnavailable
 from mlops.models import ModelVersion
 from search import services as search_services
+from search.deflection import deflect
 from search.models import Article
 from triage.models import Correction, Prediction, Team, Ticket
 from triage.services import accept_routing, correct_routing, create_ticket
@@ -27,6 +31,8 @@ from .serializers import (
     ArticleFeedbackSerializer,
     ArticleSerializer,
     CorrectionSerializer,
+    DeflectionSerializer,
+    DeflectRequestSerializer,
     LabelSerializer,
     ModelVersionSerializer,
     TeamRoutingSerializer,
@@ -228,6 +234,53 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
             agent=request.user,
         )
         return Response(ArticleFeedbackResultSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Withdraw your mark on an article for this ticket, and the question it taught the search",
+        request=None,
+        responses={204: None, 404: OpenApiResponse(description="No such ticket, article, or mark of yours.")},
+    )
+    @action(detail=True, methods=["delete"], url_path=rf"article-feedback/(?P<article_id>{ID})")
+    def retract_article_feedback(self, request, pk=None, article_id=None):
+        ticket = self.get_object()
+        article = Article.objects.filter(pk=int(article_id)).first() if len(article_id) <= 18 else None
+        if article is None:
+            raise NotFound("No such article.")
+        if not search_services.retract_suggestion_feedback(ticket, article, agent=request.user):
+            raise NotFound("You have no mark on this article for this ticket.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeflectView(APIView):
+    """Articles for a ticket still being written: a portal calls it as the customer types (debounced).
+
+    The served retrieval without the reranker, and only the articles at or above the relevance cutoff
+    (``search/deflection.py``); nothing is stored. Whoever may create tickets may call it.
+    """
+
+    parser_classes = [JSONParser]
+    permission_classes = [CanCreateTickets]
+
+    @extend_schema(
+        summary="Articles that may answer a ticket before it is sent (deflection)",
+        request=DeflectRequestSerializer,
+        responses={
+            200: DeflectionSerializer,
+            503: OpenApiResponse(description="The embedding model is unavailable (Retry-After)."),
+        },
+    )
+    def post(self, request):
+        serializer = DeflectRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = deflect(serializer.validated_data["text"], limit=serializer.validated_data.get("limit"))
+        except ModelUnavailable:
+            response = Response(
+                {"detail": "Article suggestions are unavailable right now."}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+            response["Retry-After"] = str(settings.TRIAGE_RETRY_AFTER_SECONDS)
+            return response
+        return Response(DeflectionSerializer(result).data)
 
 
 @extend_schema_view(list=extend_schema(summary="List teams"), retrieve=extend_schema(summary="A team"))

@@ -53,3 +53,11 @@ preload_app = True
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # "-" for stdout
 errorlog = "-"
+
+
+def post_worker_init(worker) -> None:
+    # The new-ticket form's deflection box embeds the typed text in the web process
+    # (search/deflection.py): load the bi-encoder now, not on the first keystroke.
+    from search.deflection import warm
+
+    warm()

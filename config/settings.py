@@ -276,6 +276,9 @@ SEARCH_QUERY_MAX_CHARS = env_int("SEARCH_QUERY_MAX_CHARS", 2000, minimum=1)
 SEARCH_WEIGHTS_FILE = env_str("SEARCH_WEIGHTS_FILE") or None
 # Learned questions (agents' marks) read per query, nearest first.
 SEARCH_QUESTION_CANDIDATES = env_int("SEARCH_QUESTION_CANDIDATES", 50, minimum=1)
+# Deflection (suggestions while a ticket is typed): longest text one call reads; the API refuses longer
+# text, the new-ticket form's box reads the message's first this many characters.
+SEARCH_DEFLECT_MAX_CHARS = env_int("SEARCH_DEFLECT_MAX_CHARS", 4000, minimum=1)
 # Per-deployment fusion weights from agents' marks: refitted every SEARCH_REFIT_SECONDS on the marks of
 # the last SEARCH_FEEDBACK_WINDOW_DAYS (newest SEARCH_FEEDBACK_MAX_TICKETS tickets), only once
 # SEARCH_FEEDBACK_MIN_TICKETS tickets are marked, and served only if it beats the policy in force and

@@ -163,3 +163,17 @@ def guess_format(filename: str, body: str) -> str:
     if name.endswith(".txt"):
         return "text"
     return "html" if re.match(r"\s*<(!doctype|html|body|div|p|h[1-6]|article)\b", body, re.I) else "markdown"
+
+
+def passage_excerpt(text: str, title: str, length: int = 320) -> str:
+    """A matching passage shown under its article's title: without the title it starts with (passages
+    carry it for indexing), blank lines squeezed, cut to ``length`` characters. Plain text: the page
+    escapes it like any other text.
+
+    >>> passage_excerpt("Refunds\\n\\nAsk within 14 days.", "Refunds")
+    'Ask within 14 days.'
+    """
+    if text.startswith(title):
+        text = text[len(title) :]
+    text = re.sub(r"\n\s*\n+", "\n", text).strip()
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"

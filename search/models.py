@@ -70,6 +70,12 @@ class Article(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def get_absolute_url(self) -> str:
+        """Its "how it's found" page (the admin's "View on site" leads there)."""
+        from django.urls import reverse
+
+        return reverse("search:article_found", kwargs={"pk": self.pk})
+
     @property
     def searchable(self) -> bool:
         return self.published and bool(self.indexed_hash)

@@ -100,6 +100,16 @@ def load_relevance_model(path: Path = DEFAULT_RELEVANCE_FILE) -> RelevanceModel 
     return RelevanceModel.from_json(json.loads(path.read_text()))
 
 
+def score_result(model: RelevanceModel | None, result, k: int = TOP_K) -> dict[int, float]:
+    """The relevance probability of the ``k`` best articles of a ``retrieval.SearchResult``, by article
+    id; empty without a model (every suggestion is then shown)."""
+    if model is None or not result.articles:
+        return {}
+    keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in result.stage_scores.items()}
+    scored = model.score(keyed, {str(h.article_id): h.final for h in result.articles}, k)
+    return {int(a): p for a, p in scored.items()}
+
+
 def cutoff_metrics(
     probabilities: Mapping[str, Mapping[str, float]],
     finals: Mapping[str, Sequence[str]],

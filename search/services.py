@@ -245,7 +245,7 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
     from triage.models import Ticket
 
     from .fusion import active_weights, query_words
-    from .relevance import load_relevance_model
+    from .relevance import load_relevance_model, score_result
     from .retrieval import search
 
     if not isinstance(ticket, Ticket):
@@ -258,11 +258,8 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
         hits, result = [], None
     else:
         hits = result.top(k)
-    relevance = {}
     model = load_relevance_model()
-    if model is not None and hits:
-        keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in result.stage_scores.items()}
-        relevance = model.score(keyed, {str(h.article_id): h.final for h in result.articles}, k)
+    relevance = score_result(model, result, k) if hits else {}
     with transaction.atomic():
         # A redelivered or re-sent copy may compute the same ticket at the same time: lock the ticket so
         # the second write replaces the first instead of colliding with it (one row per article).
@@ -276,8 +273,8 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
                 passage_text=hit.passage_text,
                 score=hit.final,
                 rank=rank,
-                relevance=relevance.get(str(hit.article_id)),
-                fits=model is None or relevance.get(str(hit.article_id), 0.0) >= model.cutoff,
+                relevance=relevance.get(hit.article_id),
+                fits=model is None or relevance.get(hit.article_id, 0.0) >= model.cutoff,
                 stage_scores={
                     **hit.stage_scores(),
                     "weights": result.weights,
@@ -343,3 +340,11 @@ def retract_suggestion_feedback(ticket, article: Article, *, agent=None) -> int:
     marks = marks.filter(agent=agent) if agent is not None else marks.filter(agent__isnull=True)
     deleted, by_model = marks.delete()  # learned questions go with their mark (cascade)
     return by_model.get(SuggestionFeedback._meta.label, 0)
+
+
+def retract_mark(mark: SuggestionFeedback | int) -> bool:
+    """Withdraw one mark (an admin reviewing an article's learned questions) and the question it taught;
+    ``False`` when it was already gone."""
+    pk = mark.pk if isinstance(mark, SuggestionFeedback) else int(mark)
+    deleted, _ = SuggestionFeedback.objects.filter(pk=pk).delete()
+    return deleted > 0

@@ -17,6 +17,11 @@ urlpatterns = [
         views.article_feedback,
         name="article_feedback",
     ),
+    path(
+        "tickets/<int:pk>/suggestions/<int:suggestion_pk>/feedback/retract/",
+        views.retract_article_feedback,
+        name="retract_article_feedback",
+    ),
     path("tickets/<int:pk>/history/", views.ticket_history, name="ticket_history"),
     path("tickets/<int:pk>/accept/", views.accept, name="accept"),
     path("tickets/<int:pk>/correct/", views.correct, name="correct"),

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from search.models import Suggestion, SuggestionFeedback
-from search.services import record_suggestion_feedback, request_suggestions
+from search.services import record_suggestion_feedback, request_suggestions, retract_suggestion_feedback
 
 from . import services
 from .actions import assign_ticket, resolve_ticket
@@ -356,6 +356,24 @@ def article_feedback(request: HttpRequest, pk: int, suggestion_pk: int) -> HttpR
     suggestion.my_mark = record_suggestion_feedback(
         suggestion.ticket, suggestion.article, helpful=form.cleaned_data["helpful"], agent=request.user
     )
+    verdict = "helpful" if form.cleaned_data["helpful"] else "not helpful"
+    return _suggestion_answer(request, suggestion, f"Marked “{suggestion.article.title}” as {verdict}.")
+
+
+@require_POST
+@agent_required
+def retract_article_feedback(request: HttpRequest, pk: int, suggestion_pk: int) -> HttpResponse:
+    """Withdraw the agent's mark on a suggested article (and the question it taught the search)."""
+    suggestion = get_object_or_404(
+        Suggestion.objects.select_related("article", "passage", "ticket"), pk=suggestion_pk, ticket_id=pk
+    )
+    retract_suggestion_feedback(suggestion.ticket, suggestion.article, agent=request.user)
+    suggestion.my_mark = None
+    return _suggestion_answer(request, suggestion, f"Withdrew your mark on “{suggestion.article.title}”.")
+
+
+def _suggestion_answer(request: HttpRequest, suggestion: Suggestion, message: str) -> HttpResponse:
+    """After a mark or its withdrawal: the suggestion again (htmx), else back to the ticket with ``message``."""
     if request.htmx:
         response = render(
             request,
@@ -368,8 +386,7 @@ def article_feedback(request: HttpRequest, pk: int, suggestion_pk: int) -> HttpR
         )
         response["HX-Trigger"] = "history-changed"
         return response
-    verdict = "helpful" if form.cleaned_data["helpful"] else "not helpful"
-    messages.success(request, f"Marked “{suggestion.article.title}” as {verdict}.")
+    messages.success(request, message)
     return _back(request, suggestion.ticket)
 
 

@@ -24,6 +24,8 @@ def requests(ticket, team, article, version):
             f"/api/tickets/{ticket.pk}/article-feedback/",
             {"article": article.pk, "helpful": True},
         ),
+        "tickets.feedback.retract": ("delete", f"/api/tickets/{ticket.pk}/article-feedback/{article.pk}/", None),
+        "deflect": ("post", "/api/deflect/", {"text": "my card was charged twice"}),
         "teams.list": ("get", "/api/teams/", None),
         "teams.detail": ("get", f"/api/teams/{team.pk}/", None),
         "articles.list": ("get", "/api/articles/", None),
@@ -45,6 +47,8 @@ AGENT_ENDPOINTS = {
     "tickets.correct",
     "tickets.accept",
     "tickets.feedback",
+    "tickets.feedback.retract",
+    "deflect",
     "teams.list",
     "teams.detail",
     "articles.list",
@@ -60,6 +64,7 @@ ADMIN_ONLY = {
     "models.detail",
 }
 ALL = AGENT_ENDPOINTS | ADMIN_ONLY
+INTAKE = {"tickets.create", "deflect"}  # what a portal or e-mail gateway does: send tickets, deflect them
 
 
 @pytest.fixture
@@ -91,9 +96,9 @@ def test_a_user_without_a_role_is_refused_everywhere_even_with_an_admin_token(ou
     assert_refused(outsider_api, world, ALL, 403)
 
 
-def test_an_integration_token_may_only_create_tickets(integration_api, world):
-    assert_allowed(integration_api, world, {"tickets.create"})
-    assert_refused(integration_api, world, ALL - {"tickets.create"}, 403)
+def test_an_integration_token_may_only_create_tickets_and_ask_which_articles_answer_them(integration_api, world):
+    assert_allowed(integration_api, world, INTAKE)
+    assert_refused(integration_api, world, ALL - INTAKE, 403)
 
 
 def test_an_agent_works_tickets_and_reads_the_knowledge_base_but_tunes_nothing(agent_api, world):
@@ -119,8 +124,8 @@ def test_an_agent_token_of_an_admin_grants_only_agent_work(admin_ada, world):
 
 def test_an_integration_token_of_an_admin_still_only_creates_tickets(admin_ada, world):
     caller = caller_for(admin_ada, ApiToken.Scope.INTEGRATION)
-    assert_allowed(caller, world, {"tickets.create"})
-    assert_refused(caller, world, ALL - {"tickets.create"}, 403)
+    assert_allowed(caller, world, INTAKE)
+    assert_refused(caller, world, ALL - INTAKE, 403)
 
 
 def test_a_logged_in_session_carries_the_dashboard_role(client, agent_alice, world):

@@ -84,12 +84,13 @@ def counting_embedder(embedder) -> CountingEmbedder:
     return CountingEmbedder(embedder)
 
 
-@pytest.fixture
-def kb(teams, embedder):
-    """The four articles above, stored and indexed with the packaged embedder."""
+def store_kb(embedder) -> dict:
+    """Store the four articles above (and their teams) and index them with ``embedder``; by external id."""
     from search.indexing import index_article
     from search.services import upsert_article
 
+    for slug in ("billing", "account", "setup", "orders"):
+        Team.objects.get_or_create(slug=slug, defaults={"name": slug.capitalize()})
     articles = {}
     for row in KB:
         article, _ = upsert_article(row, index=False)
@@ -97,3 +98,9 @@ def kb(teams, embedder):
         article.refresh_from_db()
         articles[row["external_id"]] = article
     return articles
+
+
+@pytest.fixture
+def kb(teams, embedder):
+    """The four articles above, stored and indexed with the packaged embedder."""
+    return store_kb(embedder)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from django import template
 from django.urls import NoReverseMatch, reverse
 
@@ -69,9 +67,7 @@ def passage_excerpt(suggestion, length: int = 320) -> str:
 
     Returns plain text: the template escapes it like any other text.
     """
+    from search.content import passage_excerpt as excerpt
+
     text = suggestion.passage_text or (suggestion.passage.text if suggestion.passage_id else "")
-    title = suggestion.article.title
-    if text.startswith(title):
-        text = text[len(title) :]
-    text = re.sub(r"\n\s*\n+", "\n", text).strip()
-    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+    return excerpt(text, suggestion.article.title, length)
