@@ -298,6 +298,12 @@ def policy_objective(features: StageScores, relevant: Mapping[str, int], weights
     return float(_query_objective(features, relevant, np.array([[weights.get(s, 0.0) for s in STAGES]]))[0])
 
 
+# How many standard errors of the per-ticket gain (paired, on held-out marks) a fitted policy must win by
+# before it replaces the policy in force (chosen on the Parcelwise dev queries and bank marks; see
+# search/README.md).
+FIT_MIN_STANDARD_ERRORS = 1.0
+
+
 def guarded_fit(
     marks: LabeledSet,
     in_force: FusionPolicy,
@@ -325,14 +331,18 @@ def guarded_fit(
     # Only stages that scored something (no reranker here: no rerank stage to weigh or to serve alone).
     stages = tuple(s for s in stages if any(marks.features[q].get(s) for q in qids))
 
+    def per_ticket(weights_of) -> np.ndarray:
+        return np.array([policy_objective(marks.features[q], marks.qrels[q], weights_of(q)) for q in qids])
+
     def mean(weights_of) -> float:
-        return statistics.fmean(policy_objective(marks.features[q], marks.qrels[q], weights_of(q)) for q in qids)
+        return float(per_ticket(weights_of).mean())
 
     unlearned = in_force.unlearned()
-    held_out = {
-        "in force": mean(lambda q: weights_for(in_force, marks.words.get(q), marks.features[q])),
-        "nothing learned": mean(lambda q: weights_for(unlearned, marks.words.get(q), marks.features[q])),
+    kept = {
+        "in force": per_ticket(lambda q: weights_for(in_force, marks.words.get(q), marks.features[q])),
+        "nothing learned": per_ticket(lambda q: weights_for(unlearned, marks.words.get(q), marks.features[q])),
     }
+    held_out = {name: float(values.mean()) for name, values in kept.items()}
     for stage in stages:
         held_out[stage] = mean(lambda q, stage=stage: {stage: 1.0})
     part = {q: int(hashlib.sha1(q.encode()).hexdigest(), 16) % folds for q in qids}
@@ -345,10 +355,18 @@ def guarded_fit(
         fold_policy[fold] = fit_policy([subset], step=step, short_max_words=short_max_words, stages=stages).policy
     if any(part[q] not in fold_policy for q in qids):  # a fold with nothing to fit on: nothing to judge
         return GuardedFit(in_force, "in force", held_out, len(qids))
-    held_out["fitted"] = mean(lambda q: weights_for(fold_policy[part[q]], marks.words.get(q)))
-    # Strictly better than what is served (with or without what was learned), no worse than any stage alone.
-    served = max(held_out["in force"], held_out["nothing learned"])
-    if held_out["fitted"] > served and held_out["fitted"] >= max(held_out[s] for s in stages):
+    fitted_per_ticket = per_ticket(lambda q: weights_for(fold_policy[part[q]], marks.words.get(q)))
+    held_out["fitted"] = float(fitted_per_ticket.mean())
+    # Better than what is served (with or without what was learned) by more than the noise of the
+    # comparison, no worse than any stage alone. The fit has a dozen free weights: on a help centre
+    # where marks teach little (Parcelwise's stream tickets: +0.0025 ± 0.010 over the policy in force
+    # on 153 held-out marks) it wins by chance, and serving it lost 0.011 MRR@10 on the dev queries.
+    in_place = max(kept, key=lambda name: held_out[name])
+    served = held_out[in_place]
+    gain = fitted_per_ticket - kept[in_place]
+    noise = FIT_MIN_STANDARD_ERRORS * float(gain.std(ddof=1)) / math.sqrt(len(gain)) if len(gain) > 1 else 0.0
+    held_out["fitted gain"], held_out["fitted noise"] = float(gain.mean()), noise
+    if held_out["fitted"] > served + noise and held_out["fitted"] >= max(held_out[s] for s in stages):
         fitted = fit_policy([marks], step=step, short_max_words=short_max_words, stages=stages)
         return GuardedFit(fitted.policy, "fitted", held_out, len(qids), fitted)
     best_stage = max(stages, key=lambda s: held_out[s])

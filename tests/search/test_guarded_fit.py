@@ -72,3 +72,20 @@ def test_marks_that_would_lower_the_ranking_leave_it_as_it_was_before_anything_w
     assert guard.chosen in ("nothing learned", "dense", "fitted")
     if guard.chosen == "nothing learned":
         assert guard.policy.long["feedback"] == 0.0 and guard.policy.long["dense"] == 0.6
+
+
+def test_a_fit_must_win_on_held_out_marks_by_more_than_the_noise_of_the_comparison(monkeypatch):
+    """The fitted policy has a dozen free weights: a gain within FIT_MIN_STANDARD_ERRORS standard errors
+    of the per-ticket differences is chance, and the policy in force (or nothing learned) stays."""
+    from search import fitting
+
+    taught = marks(40, feedback_knows=True, seed=3)
+    guard = guarded_fit(taught, IN_FORCE, step=0.25)
+    gain, noise = guard.held_out["fitted gain"], guard.held_out["fitted noise"]
+    assert guard.chosen == "fitted" and gain > noise > 0
+    # The same marks, asked for a gain beyond its noise: the fit is not served, nor a worse ranking.
+    monkeypatch.setattr(fitting, "FIT_MIN_STANDARD_ERRORS", 1.01 * gain / (noise / fitting.FIT_MIN_STANDARD_ERRORS))
+    strict = guarded_fit(taught, IN_FORCE, step=0.25)
+    assert strict.chosen != "fitted"
+    served = strict.held_out[strict.chosen]
+    assert served == max(strict.held_out[k] for k in ("in force", "nothing learned", "dense", "hybrid", "feedback"))
