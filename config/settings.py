@@ -228,6 +228,10 @@ TRIAGE_INFERENCE_DEVICE = env_str("TRIAGE_INFERENCE_DEVICE", "auto")
 # Load the models when a worker process starts (before its first task); 0 loads them on first use.
 TRIAGE_WARM_MODELS = env_bool("TRIAGE_WARM_MODELS", True)
 TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket is about {}.")
+# Ticket tags (tags/scoring.py): the zero-shot scorer for tag sets (auto: NLI when it loads, else the best
+# offline scorer with per-tag calibration), and languages detected only to say "none of ours".
+TRIAGE_TAG_SCORER = env_str("TRIAGE_TAG_SCORER", "auto")
+TRIAGE_TAG_OTHER_LANGUAGES = env_list("TRIAGE_TAG_OTHER_LANGUAGES", "it,nl,pl,pt")
 TRIAGE_TARGET_PRECISION = env_float("TRIAGE_TARGET_PRECISION", 0.9, lo=0.0, hi=1.0)
 # Trained models live with the rest of the data (TRIAGE_DATA_DIR, .data/ by default), never in the source tree.
 # TRIAGE_DATA_DIR is read in config/embedded.py, which `make stop` uses without Django.

@@ -394,3 +394,55 @@ def fit_calibration(
         min_support=min_support_for(len(labels)) if min_support is None else min_support,
     )
     return Calibration(fit, temperature, nll_after, ece_after, note, probabilities, thresholds)
+
+
+# --- One-vs-rest calibration of a tag's raw score ------------------------------------------------
+def fit_logistic_calibration(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """``p = sigmoid(a · score + b)`` for one tag, fitted on scores and 0/1 labels (Platt, 1999).
+
+    The targets are Platt's smoothed ones ((n+ + 1) / (n+ + 2) and 1 / (n− + 2)), so a small or
+    separable label set gives probabilities short of 0 and 1 instead of an unbounded slope. Raises
+    ``ValueError`` without at least one positive and one negative label.
+
+    >>> cal = fit_logistic_calibration(np.array([0.1, 0.2, 0.6, 0.7]), np.array([0, 0, 1, 1]))
+    >>> bool(apply_logistic_calibration(np.array([0.65]), cal)[0] > 0.5)
+    True
+    """
+    from scipy.optimize import minimize
+
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.ndim != 1 or len(scores) != len(labels) or not np.isfinite(scores).all():
+        raise ValueError("scores must be finite, one per label")
+    positives, negatives = int(labels.sum()), int((1 - labels).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"need positive and negative labels to calibrate, got {positives} and {negatives}")
+    target = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    # Standardised scores keep the optimiser well-conditioned whatever the scorer's scale.
+    mean, std = float(scores.mean()), float(scores.std()) or 1.0
+    z = (scores - mean) / std
+
+    def loss(params: np.ndarray) -> float:
+        logit = params[0] * z + params[1]
+        return float(np.mean(np.logaddexp(0.0, logit) - target * logit))
+
+    result = minimize(loss, np.zeros(2), method="BFGS")
+    a, b = float(result.x[0] / std), float(result.x[1] - result.x[0] * mean / std)
+    probs = apply_logistic_calibration(scores, {"a": a, "b": b})
+    raw = np.clip(scores, 0.0, 1.0)  # the uncalibrated score read as a probability, for the record
+    return {
+        "method": "logistic",
+        "a": a,
+        "b": b,
+        "n": len(labels),
+        "positives": positives,
+        "ece_before": calibration_error(raw, labels) or 0.0,
+        "ece_after": calibration_error(probs, labels) or 0.0,
+    }
+
+
+def apply_logistic_calibration(scores: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+    """Calibrated probabilities of raw tag scores under a ``fit_logistic_calibration`` record."""
+    from scipy.special import expit
+
+    return expit(float(calibration["a"]) * np.asarray(scores, dtype=np.float64) + float(calibration["b"]))

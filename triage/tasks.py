@@ -20,6 +20,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from mlops.inference.encoders import ModelUnavailable
 
 from . import routing
+from .signals import tickets_routed
 from .work import finish_work, register_work, sweep_work
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ def route_ticket_task(self, ticket_id: int) -> str:
         return "failed"
     # Decided now, decided before, or sent to needs-triage by route_ticket: the work is done either way.
     finish_work(ticket_id, ROUTE)
+    # Tags and the like are scored in the same batch; their failures are logged, never routing's.
+    for receiver, error in tickets_routed.send_robust(sender=route_ticket_task, ticket_ids=[ticket_id]):
+        if isinstance(error, Exception):
+            logger.error("ticket %s: %s failed after routing: %r", ticket_id, receiver, error)
     return prediction.decision if prediction is not None else "nothing to do"
 
 

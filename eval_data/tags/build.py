@@ -32,11 +32,14 @@ def rows():
             assert language in LANGUAGES and urgency in URGENCY and sentiment in SENTIMENT, (path, number)
             assert set(topic_list) <= TOPICS and text.strip(), (path, number)
             scenario = f"parallel-{number}" if path.stem in PARALLEL else f"{path.stem}-{number}"
-            yield scenario, {
-                "id": f"{path.stem}-{number:03d}",
-                "text": text.replace("\\n", "\n"),
-                "tags": [urgency, sentiment, language, *topic_list],
-            }
+            yield (
+                scenario,
+                {
+                    "id": f"{path.stem}-{number:03d}",
+                    "text": text.replace("\\n", "\n"),
+                    "tags": [urgency, sentiment, language, *topic_list],
+                },
+            )
 
 
 def main() -> None:
