@@ -242,9 +242,12 @@ def run_training(version_id: int) -> ModelVersion:
 
 
 def fit_for_training(base_model_path: str, texts: list[str], max_length: int) -> list[str]:
-    """Long tickets keep their head and tail within the model's window, as the scorer will read them."""
+    """Tickets as the scorer will read them: the ask (no greeting, signature or quoted reply), long
+    ones cut to their head and tail within the model's window."""
     from mlops.inference.scorers import TextFitter
+    from mlops.text import clean_ask
 
+    texts = [clean_ask(text) for text in texts]
     fitter = TextFitter.for_model_dir(base_model_path)
     return fitter.fit(texts, max(8, max_length - 2)) if fitter else texts
 

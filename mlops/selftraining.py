@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from mlops.text import clean_ask
+
 
 class SelfTrainingError(ValueError):
     """The stream cannot train a self-trained version; the message says why, in words for an admin."""
@@ -68,6 +70,13 @@ class SelfTrainingConfig:
     # each later round relabels the pool with the previous head.
     keep_fractions: tuple[float, ...] = (0.5, 1.0)
     regularization: float = 1.0
+    # Weight of the teacher's zero-shot log-probabilities added to the head's (``SelfTrainedHead``),
+    # in every round's relabelling and in routing; 0 routes with the head alone.
+    prior_weight: float = 0.0
+    # The teacher's logit scale (``EmbeddingScorer.scale``): the prior is softmax(scale × cosine).
+    teacher_scale: float = 20.0
+    # Self-training reads each ticket's ask (``mlops.text.clean_ask``), as the scorers do.
+    read_asks: bool = True
     min_tickets_per_class: int = 20
     min_pseudo_labels: int = 3
     # A team keeps at most this many times its fair share (kept tickets / teams) of pseudo-labels.
@@ -81,6 +90,10 @@ class SelfTrainingConfig:
     def __post_init__(self) -> None:
         if not self.keep_fractions or not all(0 < q <= 1 for q in self.keep_fractions):
             raise ValueError(f"keep_fractions must be one or more shares in (0, 1], got {self.keep_fractions}")
+        if self.prior_weight < 0 or self.teacher_scale <= 0:
+            raise ValueError(
+                f"prior_weight must be >= 0 and teacher_scale > 0, got {self.prior_weight}, {self.teacher_scale}"
+            )
         if self.regularization <= 0:
             raise ValueError(f"regularization must be > 0, got {self.regularization}")
         if self.min_tickets_per_class < 1 or self.min_pseudo_labels < 1:
@@ -153,6 +166,8 @@ def prepare_stream(texts: Sequence[str], n_classes: int, config: SelfTrainingCon
     Raises ``NotEnoughTickets`` or ``WrongLanguage`` with a message for the admin.
     """
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
+    if config.read_asks:
+        texts = [clean_ask(t) for t in texts]
     keep = dedupe(texts)
     unique = [texts[i] for i in keep]
     needed = config.min_tickets_per_class * n_classes
@@ -209,27 +224,58 @@ def select_pseudo_labels(logits: np.ndarray, keep_fraction: float, max_share: fl
     return idx, predicted[idx]
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
 @dataclass
 class SelfTrainedHead:
-    """A linear routing head on ticket embeddings: ``logits = vectors @ coef.T + intercept``.
+    """A linear routing head on ticket embeddings, with the teacher's zero-shot view beside it.
 
+    ``logits = log_softmax(vectors @ coef.T + intercept) + prior_weight × log_softmax(prior_scale ×
+    vectors @ prior.T)``: what the stream taught, times what the team descriptions say (``prior``:
+    the teacher's unit class vectors). Without a prior (``prior_weight`` 0) the head's own logits.
     Plain arrays, so that it saves to and loads from an ``.npz`` beside the model version.
     """
 
     classes: tuple[str, ...]
     coef: np.ndarray
     intercept: np.ndarray
+    prior: np.ndarray | None = None
+    prior_weight: float = 0.0
+    prior_scale: float = 20.0
 
-    def logits(self, vectors: np.ndarray) -> np.ndarray:
+    def own_logits(self, vectors: np.ndarray) -> np.ndarray:
         return np.asarray(vectors, dtype=np.float64) @ self.coef.T + self.intercept
 
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        own = self.own_logits(vectors)
+        if self.prior is None or self.prior_weight == 0:
+            return own
+        prior = self.prior_scale * np.asarray(vectors, dtype=np.float64) @ self.prior.T
+        return log_softmax(own) + self.prior_weight * log_softmax(prior)
+
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"classes": np.array(self.classes), "coef": self.coef, "intercept": self.intercept}
+        out = {"classes": np.array(self.classes), "coef": self.coef, "intercept": self.intercept}
+        if self.prior is not None:
+            out |= {
+                "prior": self.prior,
+                "prior_weight": np.array(self.prior_weight),
+                "prior_scale": np.array(self.prior_scale),
+            }
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: Any) -> SelfTrainedHead:
+        has_prior = "prior" in arrays
         return cls(
-            tuple(str(c) for c in arrays["classes"]), np.asarray(arrays["coef"]), np.asarray(arrays["intercept"])
+            tuple(str(c) for c in arrays["classes"]),
+            np.asarray(arrays["coef"]),
+            np.asarray(arrays["intercept"]),
+            prior=np.asarray(arrays["prior"]) if has_prior else None,
+            prior_weight=float(arrays["prior_weight"]) if has_prior else 0.0,
+            prior_scale=float(arrays["prior_scale"]) if has_prior else 20.0,
         )
 
 
@@ -295,6 +341,7 @@ def fit_head(
         head = _fit_logistic(
             np.vstack([vectors[idx], class_vectors]), np.concatenate([labels, np.arange(k)]), classes, config
         )
+        head.prior, head.prior_weight, head.prior_scale = class_vectors, config.prior_weight, config.teacher_scale
         logits = head.logits(vectors)
     counts = np.bincount(labels, minlength=k)
     report = SelfTrainingReport(
@@ -322,6 +369,7 @@ __all__ = [
     "duplicate_key",
     "fit_head",
     "language_share",
+    "log_softmax",
     "margins",
     "prepare_stream",
     "select_pseudo_labels",

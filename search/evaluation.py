@@ -175,7 +175,8 @@ def learn_feedback(
     """
     from django.utils import timezone
 
-    from .asks import clean_ask
+    from mlops.text import clean_ask
+
     from .models import LearnedQuestion
     from .questions import embed_learned_questions
 

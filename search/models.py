@@ -167,7 +167,7 @@ class LearnedQuestion(models.Model):
 
     One row per mark (``feedback``): retracting the mark or deleting the ticket deletes the question
     (cascade). ``text`` is the ticket's ask, not the whole e-mail: greetings, signatures and quoted
-    replies removed, then its sentences nearest the article kept (``search/asks.py``), because whole
+    replies removed, then its sentences nearest the article kept (``mlops/text.py``), because whole
     e-mails match each other on their pleasantries. ``embedding`` is filled on the inference queue;
     until then (or after an embedder switch) the question is not used. An article edited after the
     mark keeps its questions, flagged ``article_edited`` for the admin to review.

@@ -1,7 +1,7 @@
 """Learned questions: agents' helpful / not-helpful marks kept as questions an article answers or not.
 
 A mark (``services.record_suggestion_feedback``) stores a ``LearnedQuestion`` with the ticket's ask
-(``asks.clean_ask``) at once, in the same transaction; the inference queue embeds it afterwards
+(``mlops.text.clean_ask``) at once, in the same transaction; the inference queue embeds it afterwards
 (``embed_learned_questions``), keeping of a long ask only the sentences nearest the article. At
 query time ``retrieval`` reads the nearest embedded questions: a helpful one raises its article
 (MaxP over passages and questions), a not-helpful one lowers it for tickets that resemble it.
@@ -15,7 +15,8 @@ from collections.abc import Iterable
 import numpy as np
 from django.db import transaction
 
-from .asks import best_sentences, clean_ask, split_sentences
+from mlops.text import best_sentences, clean_ask, split_sentences
+
 from .models import LearnedQuestion, Passage, SuggestionFeedback
 
 logger = logging.getLogger(__name__)

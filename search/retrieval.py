@@ -21,7 +21,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from .asks import clean_ask
+from mlops.text import clean_ask
+
 from .fusion import DEFAULT_SHORT_MAX_WORDS, FusionPolicy, combine, query_words, rank, weights_for
 
 _SEARCHABLE = "a.published AND a.indexed_hash <> ''"

@@ -115,7 +115,7 @@ class EmbeddingScorer(BaseScorer):
         with_examples = [i for i, spec in enumerate(classes) if spec.examples]
         if with_examples and self.examples_weight > 0:
             for i in with_examples:
-                centroid = self.embed_texts(list(classes[i].examples)).astype(np.float64).mean(axis=0)
+                centroid = self.embed_texts(self.read(list(classes[i].examples))).astype(np.float64).mean(axis=0)
                 centroid /= np.linalg.norm(centroid)
                 # More examples, more trust in them: n / (n + 2) of the weight goes to the centroid.
                 n = len(classes[i].examples)

@@ -20,6 +20,10 @@ validation and long-text fitting. Backends:
 Bad input raises ``InvalidInput`` (a ``ValueError``) before any model runs: empty or blank texts, no
 classes, duplicate or empty class names, a hypothesis template without ``{}``.
 
+Scorers read a ticket's *ask* (``mlops.text.clean_ask``): its text without greetings, pleasantries,
+signatures and quoted replies, which carry nothing about the team a ticket belongs to but make
+polite e-mails look alike. ``BaseScorer.read`` does it once, before any model runs.
+
 Texts longer than a model's window keep their head and their tail (``HEAD_FRACTION`` of the token
 budget from the start, the rest from the end): a ticket states its problem first, and the last lines
 often say what the customer wants done; the middle (pasted logs, quoted mails) is dropped.
@@ -42,6 +46,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from mlops.text import clean_ask
 
 DEFAULT_TEMPLATE = "This ticket is about {}."
 # Share of a truncated text's token budget kept from its start; the rest comes from its end.
@@ -237,6 +243,12 @@ class BaseScorer:
     name = "base"
     model_ref = ""
     version = ""
+    # "ask": the model reads ``clean_ask`` of each ticket; "text": the ticket as written.
+    reads = "ask"
+
+    def read(self, texts: list[str]) -> list[str]:
+        """What the model reads of each ticket (the same for scoring and for training on tickets)."""
+        return [clean_ask(text) for text in texts] if self.reads == "ask" else list(texts)
 
     def logits(self, texts: Sequence[str], classes: Sequence[ClassSpec]) -> np.ndarray:
         """Scores before the softmax, ``(n_texts, n_classes)`` float64; calibration divides these by T."""
@@ -244,7 +256,7 @@ class BaseScorer:
         classes = validate_classes(classes)
         if not texts:
             return np.zeros((0, len(classes)), dtype=np.float64)
-        return np.asarray(self._logits(texts, classes), dtype=np.float64)
+        return np.asarray(self._logits(self.read(texts), classes), dtype=np.float64)
 
     def score(self, texts: Sequence[str], classes: Sequence[ClassSpec]) -> np.ndarray:
         """Single-label probabilities, ``(n_texts, n_classes)``; each row sums to 1."""
@@ -255,7 +267,7 @@ class BaseScorer:
 
     def describe(self) -> dict[str, Any]:
         """Settings recorded on the ModelVersion row of what this scorer produces."""
-        return {"scorer": self.name, "model_ref": self.model_ref, "scorer_version": self.version}
+        return {"scorer": self.name, "model_ref": self.model_ref, "scorer_version": self.version, "reads": self.reads}
 
     @property
     def config_hash(self) -> str:

@@ -11,8 +11,9 @@ from django.core.management import CommandError, call_command
 
 from tests.routing.test_evaluate_routing import ROWS, write_tsv
 
-# 24 distinct tickets per team, written the way customers write them.
-OPENERS = ["Hi,", "Hello team,", "Quick question:", "Urgent:"]
+# 24 distinct tickets per team, written the way customers write them. Not told apart by their greetings:
+# self-training reads each ticket's ask, and "Hi, X" and "Hello team, X" are one ticket.
+OPENERS = ["Quick question:", "Urgent:", "Help please:", "Another problem:"]
 ASKS = {
     "card_payment_declined": [
         "my card was declined at the supermarket today",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,29 @@ def test_long_tickets_keep_their_head_and_tail_for_the_cross_encoder(cross_encod
     assert fitter.count([fitted])[0] <= 60
     scores = cross_encoder.score([text], CLASSES)
     assert CLASSES[int(scores.argmax())].slug == "billing"
+
+
+EMAIL = (
+    "Hi team,  I hope you're well and had a lovely weekend.  I was charged twice for my subscription this "
+    "month.  Thanks so much in advance,  Anna Smith  Office Manager | Smith & Daughters  Tel. 01632 960 441  "
+    "On Mon, Support wrote: > Your parcel is on its way, tracking number 1234."
+)
+
+
+@pytest.mark.parametrize("name", ["embedding", "cross-encoder", "ensemble"])
+def test_a_polite_email_is_scored_on_its_ask_alone(name):
+    scorer = registry.get_scorer(name)
+    assert scorer.describe()["reads"] == "ask"
+    np.testing.assert_allclose(
+        scorer.logits([EMAIL], CLASSES), scorer.logits(["I was charged twice for my subscription this month."], CLASSES)
+    )
+
+
+def test_a_scorer_told_to_read_the_text_as_written_sees_the_quoted_reply(embedding):
+    as_written = copy.copy(embedding)
+    as_written.reads = "text"
+    assert not np.allclose(as_written.logits([EMAIL], CLASSES), embedding.logits([EMAIL], CLASSES))
+    assert as_written.config_hash != embedding.config_hash
 
 
 def test_descriptions_too_long_for_the_cross_encoder_are_refused(cross_encoder):

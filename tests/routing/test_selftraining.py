@@ -48,6 +48,21 @@ def test_duplicates_of_one_ticket_count_once_whatever_their_case_spacing_or_numb
     assert stream.texts == ["Order #1 late", "Where is my refund?"] and stream.duplicates_removed == 2
 
 
+def test_the_stream_is_read_as_asks_so_one_question_in_two_polite_emails_is_one_ticket():
+    texts = [
+        "Hi team, I hope you're well. Order #1 is late. Thanks in advance, Anna Smith, Office Manager",
+        "Hello, order #2 is late. Kind regards, Bob",
+        "Where is my refund?",
+    ]
+    config = SelfTrainingConfig(min_tickets_per_class=2, language="")
+    stream = prepare_stream(texts, n_classes=1, config=config)
+    assert stream.texts == ["Order #1 is late.", "Where is my refund?"] and stream.duplicates_removed == 1
+    as_written = prepare_stream(
+        texts, n_classes=1, config=SelfTrainingConfig(min_tickets_per_class=2, language="", read_asks=False)
+    )
+    assert as_written.texts == texts
+
+
 def test_a_stream_flooded_by_one_duplicate_is_too_small_and_says_so():
     texts = ["My parcel is late"] * 500 + [f"Question {w} about invoices" for w in "abcdefghij"]
     with pytest.raises(
@@ -124,3 +139,21 @@ def test_two_classes_give_two_columns_and_one_class_is_refused(space):
     assert restored.classes == ("a", "b") and np.allclose(restored.logits(vectors), head.logits(vectors))
     with pytest.raises(SelfTrainingError, match="two teams"):
         fit_head(vectors, 20 * vectors @ described[:1].T, described[:1], ["a"], NO_LANGUAGE_CHECK)
+
+
+def test_the_teachers_prior_is_saved_with_the_head_and_weighs_in_when_routing(space):
+    rng, centres, described = space
+    vectors, _ = clusters(rng, centres, [40, 40, 40, 40])
+    classes = ["a", "b", "c", "d"]
+    alone, _ = fit_head(vectors, 20 * vectors @ described.T, described, classes, NO_LANGUAGE_CHECK)
+    with_prior, _ = fit_head(
+        vectors, 20 * vectors @ described.T, described, classes, SelfTrainingConfig(language="", prior_weight=0.5)
+    )
+    np.testing.assert_allclose(alone.logits(vectors), alone.own_logits(vectors))
+    assert not np.allclose(with_prior.logits(vectors), with_prior.own_logits(vectors))
+    loaded = SelfTrainedHead.from_arrays(with_prior.arrays())
+    np.testing.assert_allclose(loaded.logits(vectors), with_prior.logits(vectors))
+    assert loaded.prior_weight == 0.5
+    # A head saved before the prior existed loads as the head alone.
+    old = {k: v for k, v in with_prior.arrays().items() if not k.startswith("prior")}
+    np.testing.assert_allclose(SelfTrainedHead.from_arrays(old).logits(vectors), with_prior.own_logits(vectors))

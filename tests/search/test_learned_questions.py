@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.asks import clean_ask
+from mlops.text import clean_ask
 from search.models import LearnedQuestion, SuggestionFeedback
 from search.questions import embed_learned_questions
 from search.retrieval import feedback_scores, search

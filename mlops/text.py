@@ -1,11 +1,13 @@
 """The ask of a ticket: its text without greetings, pleasantries, signatures and quoted replies.
 
 Whole e-mails match each other on what they share besides the problem — "Hi team, I hope you're
-well", "Thanks in advance, Anna, Office Manager, Tel ..." — so a ticket kept whole as a learned
-question pulls in any other polite e-mail. Matching tickets to learned questions therefore reads
-the ask on both sides: ``clean_ask`` strips what is not the problem (rules over lines and sentences,
-so that it works on text whose line breaks are gone, as in the evaluation files), and
-``best_sentences`` keeps, of a long ask, the sentences nearest the article it was marked helpful for.
+well", "Thanks in advance, Anna, Office Manager, Tel ..." — so a polite e-mail looks like any other
+polite e-mail to a bi-encoder, and a model with a 64-token window (SetFit's) may read nothing but
+the greeting. ``clean_ask`` strips what is not the problem (rules over lines and sentences, so that
+it works on text whose line breaks are gone, as in the evaluation files). Routing reads it
+(``mlops.inference.scorers.BaseScorer.read``, self-training's stream, SetFit's training texts) and so
+do article suggestions (``search``: learned questions are matched ask to ask); ``best_sentences``
+keeps, of a long ask, the sentences nearest the article it was marked helpful for.
 """
 
 from __future__ import annotations
