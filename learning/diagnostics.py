@@ -240,7 +240,7 @@ def routing_window_check(tickets: list[str]) -> list[Check]:
                 "window: routing",
                 model,
                 SKIP,
-                f"routing serves {scorer.name}, built on the bi-encoder and cross-encoder checked here",
+                f"routing serves {scorer.name}: it reads tickets with the bi-encoder or cross-encoder checked above",
             )
         ]
     window, count = probe

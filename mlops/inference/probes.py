@@ -57,8 +57,20 @@ def pair_token_counts(cross_encoder: CrossEncoder, pairs: list[tuple[str, str]])
 
 def scorer_window(scorer: Any) -> tuple[int, Any] | None:
     """``(window, count)`` for a routing scorer that reads tickets through its own tokenizer (NLI,
-    SetFit): ``count(texts)`` gives each ticket's tokens, ``window`` the room a ticket has. ``None`` for
-    the scorers built on the bi-encoder and cross-encoder (the search checks cover those)."""
+    SetFit, a self-trained head on its own ONNX encoder): ``count(texts)`` gives each ticket's tokens,
+    ``window`` the room a ticket has. ``None`` for the scorers built on the bi-encoder and
+    cross-encoder (the search checks cover those)."""
+    embedder = getattr(getattr(scorer, "embedding", None), "embedder", None)  # self-trained: its own encoder
+    if embedder is not None and hasattr(embedder, "tokenizer") and hasattr(embedder, "max_seq_length"):
+        from tokenizers import Tokenizer
+
+        uncut = Tokenizer.from_str(embedder.tokenizer.to_str())  # the serving one cuts at the window
+        uncut.no_truncation()
+
+        def count(texts: list[str]) -> np.ndarray:
+            return np.array([len(e.ids) for e in uncut.encode_batch(list(texts))], dtype=np.int64)
+
+        return int(embedder.max_seq_length), count
     body = getattr(scorer, "body", None)  # SetFit: its sentence encoder reads the ticket alone
     if body is not None and hasattr(body, "max_seq_length"):
         return int(body.max_seq_length), lambda texts: _counts(body.tokenizer, texts, special=True)

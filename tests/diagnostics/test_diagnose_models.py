@@ -181,3 +181,15 @@ def test_a_run_from_the_page_happens_on_an_inference_worker_and_the_page_polls_i
     assert 'data-state="SUCCESS"' in pages[-1], pages[-1]
     assert 'data-check="precision"' in pages[-1] and "hx-get" not in pages[-1]
     assert load_report().options == {"tickets": 10, "passages": 10, "pairs": 2}
+
+
+def test_a_self_trained_router_is_checked_on_its_own_encoders_window():
+    """The self-trained head reads tickets through the packaged bge-small ONNX encoder, not the search
+    bi-encoder: its window is measured with its own tokenizer, uncut."""
+    from mlops.inference.probes import scorer_window
+    from mlops.inference.selftrain import SelfTrainedScorer, get_teacher
+
+    window, count = scorer_window(SelfTrainedScorer(get_teacher(), head=None))
+    assert window == 256
+    short, long = count(["card declined", "word " * 400]).tolist()
+    assert short < 10 and long > 400  # the serving tokenizer would have cut it to 256
