@@ -68,6 +68,7 @@ def celery_args(name: str, *, data_dir: Path) -> list[str]:
 
 
 PROCESSES = ("inference", "training", "beat")
+LEGACY = "legacy"
 
 
 def command(name: str, *, data_dir: Path, python: str = sys.executable) -> list[str]:
@@ -79,7 +80,8 @@ def command(name: str, *, data_dir: Path, python: str = sys.executable) -> list[
 
 
 def pid_path(name: str, data_dir: Path) -> Path:
-    return data_dir / f"worker-{name}.pid"
+    # "legacy": the single worker (with beat) that `make worker` started before this layout.
+    return data_dir / ("worker.pid" if name == LEGACY else f"worker-{name}.pid")
 
 
 def running_pid(name: str, data_dir: Path) -> int | None:
@@ -91,7 +93,11 @@ def running_pid(name: str, data_dir: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if str(path).encode() in cmdline else None
+    # The legacy worker was given the pid file relative to the project directory.
+    named = {str(path).encode()}
+    if path.is_relative_to(BASE_DIR):
+        named.add(str(path.relative_to(BASE_DIR)).encode())
+    return pid if named & set(cmdline) else None
 
 
 def start(
@@ -130,7 +136,7 @@ def start(
 def stop(data_dir: Path, *, grace: float = STOP_GRACE_SECONDS) -> list[str]:
     """TERM each running process (a worker finishes its task: warm shutdown), KILL it after ``grace`` s."""
     stopped = []
-    for name in PROCESSES:
+    for name in (*PROCESSES, LEGACY):
         pid = running_pid(name, data_dir)
         if pid is None:
             pid_path(name, data_dir).unlink(missing_ok=True)

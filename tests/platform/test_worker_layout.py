@@ -52,6 +52,28 @@ def test_a_pid_file_naming_another_process_is_not_ours(tmp_path):
     assert os.getpid() and not workers.pid_path("inference", tmp_path).exists()
 
 
+def test_stop_also_stops_the_single_worker_that_make_worker_started_before(tmp_path):
+    import subprocess
+    import sys
+
+    data_dir = workers.BASE_DIR / ".data" / f"test-legacy-{os.getpid()}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    legacy = workers.pid_path(workers.LEGACY, data_dir)
+    # As the old Makefile started it: the pid file named relative to the project directory.
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "--pidfile", str(legacy.relative_to(workers.BASE_DIR))]
+    )
+    try:
+        legacy.write_text(str(stand_in.pid))
+        wait_for(lambda: workers.running_pid(workers.LEGACY, data_dir), timeout=10, message="the stand-in's exec")
+        assert workers.stop(data_dir, grace=10) == [f"legacy ({stand_in.pid})"]
+        assert stand_in.wait(10) == -15  # TERM: a worker's warm shutdown
+        assert not legacy.exists()
+    finally:
+        stand_in.kill()
+        data_dir.rmdir()
+
+
 def test_an_unknown_process_name_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown worker process 'gpu'"):
         workers.command("gpu", data_dir=tmp_path)
