@@ -59,13 +59,15 @@ def prepare(setfit: bool) -> dict[str, str]:
 
     django.setup()
     from django.conf import settings
-    from django.core.management import call_command
+    from django.core.management import call_command, get_commands
 
     from triage.models import Team
 
     call_command("migrate", verbosity=0)
     if not Team.objects.exists():
         call_command("load_demo", "--no-route", "--no-users", verbosity=0)
+    if "load_tag_sets" in get_commands():  # the demo's tag sets: routed tickets are tagged in the same worker
+        call_command("load_tag_sets", verbosity=0)
     from tests.workers import purge_queues
 
     purge_queues()
