@@ -16,6 +16,16 @@ temperature and threshold proposals are fitted on them, as ``calibrate_routing``
 version's (the head never saw those labels, so every one of them is held out); with fewer, the
 head's own probabilities serve (temperature 1: a logistic head is fitted to give probabilities),
 until ``calibrate_routing`` is run on the version.
+
+Measured on Parcelwise (``tests/selftrain/test_parcelwise_lifecycle.py``: 12 teams, the 480-ticket
+stream plus the 120 dev tickets as received, agents' labels on the dev tickets; zero-shot is the packaged
+MiniLM bi-encoder): promoted past all three guards (agreement 96.7 % on the zero-shot version's 150 most
+confident tickets; billing loses the most volume, 35 %; macro-F1 0.808 vs 0.784 on the 120 labels).
+Dev accuracy 80.8 % vs zero-shot 78.3 % (those tickets' texts were in the stream, their labels never
+read by the head). Build time 516 s on a 2-core machine at load average 18 (mostly embedding 600
+tickets with bge). With each ticket's first line stored again as its subject, the head scored 75.0 %
+and still passed the agreement and volume guards (no labels then): only agents' labels (guard ``labels``) catch such
+a loss.
 """
 
 from __future__ import annotations

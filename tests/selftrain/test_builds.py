@@ -178,3 +178,43 @@ def test_a_worker_records_the_zero_shot_version_of_todays_teams_at_start(selftra
     health = ScorerHealth.objects.get()
     assert health.active_version.version == serving_version(team_classes(routable_teams())).version.version
     assert "-t" in health.active_version.version
+
+
+# --- Labels win ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_setfit_version_trained_on_labels_is_compared_with_a_self_trained_champion_and_replaces_it(
+    selftrain_settings,
+):
+    from learning.tasks import train_model_task
+    from learning.trigger import request_training
+    from tests.retraining.conftest import TEST_RECIPE
+
+    demo_teams(FOUR)
+    tickets = store_demo_stream(FOUR)
+    zero_shot_champion()
+    self_trained = build()
+    assert self_trained.status == "champion"
+
+    truth = {r["subject"]: r["team"] for r in demo_tickets(FOUR)}
+    teams = {t.slug: t for t in Team.objects.all()}
+    per_team: dict[str, int] = {}
+    for ticket in tickets:
+        slug = truth[ticket.subject]
+        if per_team.get(slug, 0) < 10:
+            record_label(ticket, teams[slug], agent=None, kind=Correction.Kind.CORRECTED)
+            per_team[slug] = per_team.get(slug, 0) + 1
+    selftrain_settings.TRIAGE_SETFIT_RECIPE = TEST_RECIPE
+    # Promote whatever the held-out comparison says: this test is about the path, not about who wins.
+    selftrain_settings.TRIAGE_PROMOTION_MARGIN = -1.0
+    setfit = request_training(trigger="manual", enqueue=False)
+    assert train_model_task.run(setfit.pk) == "champion"
+    setfit.refresh_from_db()
+    assert setfit.metrics["champion"]["version"] == self_trained.version  # compared with the self-trained head
+    assert setfit.metrics["champion"]["n"] == setfit.metrics["split"]["holdout"]
+    assert ModelVersion.objects.get(pk=self_trained.pk).status == "retired"
+
+    # Labels serve now: the trigger stays quiet and a build pressed anyway is refused, saying why.
+    assert check_selftrain_trigger().reason == "setfit-1, trained on agents' labels, is the champion"
+    refused = build()
+    assert (refused.status, refused.metrics["guard"]) == ("rejected", "champion")
+    assert ModelVersion.objects.champion() == setfit
