@@ -36,6 +36,11 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+# One thread of arithmetic per request: a web worker runs GUNICORN_THREADS requests at once, and the
+# deflection box's embedder (search/deflection.py) splitting one request over every core only makes
+# the others wait (measured: p95 334 ms with one thread vs 595 ms with two, bench/bench_deflection.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = _int("GUNICORN_WORKERS", _cores())
 worker_class = "gthread"
