@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from django.core.management.base import CommandError
 
-from mlops.active import margins, spread_by_class
+from mlops.active import cluster_margin, margins, spread_by_class
 
 ZERO_SHOT = ("ensemble", "embedding", "cross-encoder", "nli", "none")
-STRATEGIES = ("random", "uncertainty")
+STRATEGIES = ("random", "uncertainty", "margin")
 LEARNERS = ("centroid", "logistic", "examples", "setfit")
 
 
@@ -60,12 +60,22 @@ def sample_k_shot_indices(labels: list[str], k: int, seed: int) -> list[int]:
 
 
 def select_uncertain(
-    scorer, pool: list[str], oracle, classes: list, budget: int, rounds: int
+    scorer,
+    pool: list[str],
+    oracle,
+    classes: list,
+    budget: int,
+    rounds: int,
+    *,
+    seed: int = 0,
+    diverse: bool = True,
 ) -> tuple[list[int], list[str]]:
     """Pool indices to label, ``budget`` of them over ``rounds``, and the labels ``oracle(i)`` gave.
 
     ``oracle`` is asked only for the chosen indices: the rest of the pool stays unlabelled. Each
-    round re-scores the pool with the classes' examples = the texts labelled so far.
+    round re-scores the pool with the classes' examples = the texts labelled so far, and takes that
+    round's share in the order of the "Label next" queue (``mlops.active.cluster_margin``: uncertain
+    and diverse). ``diverse=False`` is the plain margin order (``--strategy margin``), kept to compare.
     """
     chosen: list[int] = []
     given: list[str] = []
@@ -82,9 +92,13 @@ def select_uncertain(
         rest = [i for i in range(len(pool)) if i not in taken]
         probabilities = scorer.score([pool[i] for i in rest], specs)
         predicted = [slugs[j] for j in probabilities.argmax(axis=1)]
-        # Classes with the fewest labels so far lead each turn, so none is left without examples.
-        fewest_first = sorted(slugs, key=lambda s: len(examples.get(s, ())))
-        for j in spread_by_class(predicted, margins(probabilities).tolist(), limit=n, first=fewest_first):
+        if diverse:
+            order = cluster_margin(probabilities, batch=n, groups=predicted, limit=n, seed=seed + r)
+        else:
+            # Classes with the fewest labels so far lead each turn, so none is left without examples.
+            fewest_first = sorted(slugs, key=lambda s: len(examples.get(s, ())))
+            order = spread_by_class(predicted, margins(probabilities).tolist(), limit=n, first=fewest_first)
+        for j in order:
             chosen.append(rest[j])
             given.append(oracle(rest[j]))
     return chosen, given
@@ -139,6 +153,23 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
     }
 
 
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per method, strategy and shot count: the mean over seeds, with the standard deviation."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["method"], row.get("strategy", ""), row["shots"])].append(row)
+    out = []
+    for (method, strategy, shots), members in groups.items():
+        summary = {"method": method, "strategy": strategy, "shots": shots, "n_seeds": len(members)}
+        for key in ("accuracy", "macro_f1"):
+            values = [m[key] for m in members]
+            summary[key] = round(float(np.mean(values)), 4)
+            summary[f"{key}_std"] = round(float(np.std(values)), 4)
+        summary["train_seconds"] = round(float(np.mean([m["train_seconds"] for m in members])), 1)
+        out.append(summary)
+    return out
+
+
 def _series(row: dict) -> str:
     return (
         f"{row['method']} [{row['strategy']}]"
@@ -148,13 +179,14 @@ def _series(row: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Accuracy and macro-F1 against shots per method; SetFit points labelled with training time."""
+    """Accuracy and macro-F1 against shots per method (mean over seeds, bars: ± std); SetFit points
+    labelled with training time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
+    rows = result.get("summary") or summarize(result["rows"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ks = sorted({r["shots"] for r in rows if r["shots"] > 0})
     for ax, metric, title in zip(axes, ("accuracy", "macro_f1"), ("Accuracy", "Macro-F1"), strict=True):
@@ -163,7 +195,23 @@ def plot(result: dict, path: Path) -> None:
             if all(r["shots"] == 0 for r in pts):
                 ax.axhline(pts[0][metric], linestyle="--", color="grey", label=f"{method}: {pts[0][metric]:.3f}")
                 continue
-            ax.plot([r["shots"] for r in pts], [r[metric] for r in pts], marker="o", label=method)
+            ax.errorbar(
+                [r["shots"] for r in pts],
+                [r[metric] for r in pts],
+                yerr=[r.get(f"{metric}_std", 0.0) for r in pts],
+                marker="o",
+                capsize=3,
+                label=method,
+            )
+            if metric == "accuracy" and len(pts) <= 4:
+                for r in pts:  # the numbers beside the points, so the plot can be read without the JSON
+                    ax.annotate(
+                        f"{100 * r[metric]:.1f}",
+                        (r["shots"], r[metric]),
+                        textcoords="offset points",
+                        xytext=(-8, 6),
+                        fontsize=7,
+                    )
             if method.startswith("SetFit") and metric == "accuracy":
                 for r in pts:
                     ax.annotate(

@@ -15,7 +15,7 @@ import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
-from mlops.active import margins, spread_by_class
+from mlops.active import queue_order
 
 from .models import Correction, Prediction, Ticket
 
@@ -128,9 +128,10 @@ def label_next_order(*, team: str = "", pool: int = LABEL_NEXT_POOL) -> list[int
     """Unlabelled open tickets, most instructive first: ids in the order of the Label next queue.
 
     Candidates are the ``pool`` newest open tickets without a label whose latest routing decision
-    has scores. The smallest margin between the top two teams first, one ticket per predicted team
-    in turn (``mlops.active``), so that no team fills the queue. ``team`` keeps the tickets whose
-    top predicted team it is.
+    has scores. Uncertain and diverse first (``mlops.active.queue_order``): among the tickets with
+    the smallest margin between the top two teams, one per group of tickets the router is torn about
+    in the same way, one per predicted team in turn, so that neither a team nor ten copies of one
+    confusion fill the queue. ``team`` keeps the tickets whose top predicted team it is.
     """
     candidates = (
         Ticket.objects.exclude(status=Ticket.Status.RESOLVED)
@@ -142,21 +143,22 @@ def label_next_order(*, team: str = "", pool: int = LABEL_NEXT_POOL) -> list[int
     latest = Prediction.objects.filter(ticket__in=candidates).latest_per_ticket().values_list("ticket_id", "scores")
     ids: list[int] = []
     tops: list[str] = []
-    top_two: list[list[float]] = []
+    rows: list[dict[str, float]] = []
     for ticket_id, scores in latest:
         if not isinstance(scores, dict) or not scores:
             continue  # a decision without scores (none are stored so, but the JSON is not checked)
-        top = max(scores, key=lambda slug: float(scores[slug]))
+        row = {slug: float(value) for slug, value in scores.items()}
+        top = max(row, key=row.__getitem__)
         if team and top != team:
             continue
-        ranked = sorted((float(v) for v in scores.values()), reverse=True) + [0.0]
         ids.append(ticket_id)
         tops.append(top)
-        top_two.append(ranked[:2])
+        rows.append(row)
     if not ids:
         return []
-    order = spread_by_class(tops, margins(np.array(top_two)).tolist())
-    return [ids[i] for i in order]
+    slugs = sorted({slug for row in rows for slug in row})
+    probabilities = np.array([[row.get(slug, 0.0) for slug in slugs] for row in rows])
+    return [ids[i] for i in queue_order(probabilities, tops)]
 
 
 def _positions(order: list[int]):

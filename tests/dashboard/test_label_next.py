@@ -30,6 +30,16 @@ def test_the_least_certain_ticket_comes_first_and_teams_take_turns(agent_client,
     assert _listed(agent_client.get("/?queue=label_next")) == [b1.pk, o1.pk, a1.pk, b2.pk, b3.pk]
 
 
+def test_copies_of_one_doubt_do_not_fill_the_top_of_the_queue(agent_client, teams):
+    # Five tickets torn between billing and orders in the same way (a customer who wrote five times)
+    # and one torn between billing and returns: by margin alone the five copies would come first.
+    copies = [_decided(f"copy {i}", {"billing": 0.50 + 0.005 * i, "orders": 0.50 - 0.005 * i}) for i in range(5)]
+    other = _decided("other doubt", {"billing": 0.56, "returns": 0.44})
+    listed = _listed(agent_client.get("/?queue=label_next"))
+    assert sorted(listed) == sorted([c.pk for c in copies] + [other.pk])
+    assert other.pk in listed[:3]
+
+
 def test_labelled_resolved_and_undecided_tickets_are_left_out(agent_client, agent_alice, teams):
     kept = _decided("kept", {"billing": 0.6, "orders": 0.4})
     labelled = _decided("labelled", {"billing": 0.51, "orders": 0.49})

@@ -97,30 +97,49 @@ def _topic_files(tmp_path):
     return train, test
 
 
-def test_learning_curve_compares_random_and_uncertainty_sampling_with_the_same_budget(tmp_path):
+def test_learning_curve_compares_random_and_uncertainty_sampling_with_the_same_budget(tmp_path, capsys):
     train, test = _topic_files(tmp_path)
-    out = tmp_path / "curve.json"
+    out, plot = tmp_path / "curve.json", tmp_path / "curve.png"
     call_command(
         "learning_curve",
         "--train", str(train),
         "--test", str(test),
         "--shots", "2,4",
-        "--strategy", "random,uncertainty",
+        "--strategy", "random,uncertainty,margin",
         "--learners", "examples,logistic",
         "--rounds", "2",
+        "--seed", "0,1",
         "--zero-shot", "none",
         "--cache", str(tmp_path / "cache"),
         "--json", str(out),
+        "--plot", str(plot),
     )  # fmt: skip
     result = json.loads(out.read_text())
-    assert result["complete"] and result["strategies"] == ["random", "uncertainty"] and result["rounds"] == 2
-    rows = {(r["strategy"], r["method"], r["shots"]): r for r in result["rows"]}
-    assert len(rows) == 8
-    for (_strategy, _method, shots), row in rows.items():
+    assert result["complete"] and result["strategies"] == ["random", "uncertainty", "margin"]
+    assert result["rounds"] == 2 and result["seeds"] == [0, 1]
+    rows = {(r["strategy"], r["method"], r["shots"], r["seed"]): r for r in result["rows"]}
+    assert len(rows) == 3 * 2 * 2 * 2
+    for (_strategy, _method, shots, _seed), row in rows.items():
         assert row["n_train"] == 3 * shots  # the same budget: shots x classes labels
         assert 0.0 <= row["accuracy"] <= 1.0
+    # One summary row per strategy, learner and shot count: the mean over the two seeds, and their spread.
+    assert len(result["summary"]) == 12 and all(s["n_seeds"] == 2 for s in result["summary"])
+    for s in result["summary"]:
+        runs = [
+            r["accuracy"] for (st, m, k, _), r in rows.items() if (st, m, k) == (s["strategy"], s["method"], s["shots"])
+        ]
+        assert s["accuracy"] == pytest.approx(sum(runs) / 2, abs=1e-4)
+        assert s["accuracy_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2, abs=1e-4)
+    assert "±" in capsys.readouterr().out and plot.read_bytes().startswith(b"\x89PNG")
     # The embeddings were cached on disk: a second run embeds nothing new.
     assert list((tmp_path / "cache").glob("embeddings-*.npz"))
+
+
+def test_learning_curve_refuses_seeds_that_are_not_integers(tmp_path):
+    good = tmp_path / "good.tsv"
+    good.write_text("text\tlabel\nhello\ta\n")
+    with pytest.raises(CommandError, match="--seed must be comma-separated integers"):
+        call_command("learning_curve", "--train", str(good), "--test", str(good), "--seed", "0,one")
 
 
 def test_uncertainty_sampling_asks_only_for_the_labels_it_chooses():
@@ -138,9 +157,11 @@ def test_uncertainty_sampling_asks_only_for_the_labels_it_chooses():
         return truth[i]
 
     classes = [ClassSpec.from_label(slug) for slug in slugs]
-    chosen, given = select_uncertain(EmbeddingScorer(), pool, oracle, classes, budget=7, rounds=3)
-    assert len(chosen) == 7 == len(set(chosen)) and asked == chosen
-    assert given == [truth[i] for i in chosen]
+    for diverse in (True, False):
+        asked.clear()
+        chosen, given = select_uncertain(EmbeddingScorer(), pool, oracle, classes, budget=7, rounds=3, diverse=diverse)
+        assert len(chosen) == 7 == len(set(chosen)) and asked == chosen
+        assert given == [truth[i] for i in chosen]
 
 
 def test_learning_curve_refuses_an_unknown_strategy(tmp_path):

@@ -63,6 +63,7 @@ from learning.curves import (
     sample_k_shot_indices,
     scores,
     select_uncertain,
+    summarize,
 )
 
 
@@ -79,17 +80,21 @@ class Command(BaseCommand):
         parser.add_argument("--shots", default="0,4,8,16,32,64", help="labels per class, comma-separated")
         parser.add_argument("--json", dest="json_out", type=Path, help="write the results here")
         parser.add_argument("--plot", type=Path, help="write a PNG plot here")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of training")
+        parser.add_argument(
+            "--seed",
+            default="0",
+            help="seed of the sample, the k-means starts and training; comma-separated to repeat (mean ± std)",
+        )
         parser.add_argument("--zero-shot", default="ensemble", choices=ZERO_SHOT, help="zero-shot scorer")
         parser.add_argument("--descriptions", type=Path, help="TSV label<TAB>description for zero-shot classes")
         parser.add_argument("--no-centroid", action="store_true", help="skip the nearest-centroid baseline")
         parser.add_argument(
             "--strategy",
             default="random",
-            help="which texts get labelled, comma-separated: random (k per class) and/or uncertainty",
+            help="which texts get labelled, comma-separated: random (k per class), uncertainty, margin",
         )
         parser.add_argument(
-            "--rounds", type=int, default=8, help="labelling rounds of --strategy uncertainty (8: chosen on dev)"
+            "--rounds", type=int, default=8, help="labelling rounds of uncertainty and margin (8: chosen on dev)"
         )
         parser.add_argument("--learners", default="centroid,setfit", help=f"comma-separated, of {', '.join(LEARNERS)}")
         parser.add_argument(
@@ -110,6 +115,7 @@ class Command(BaseCommand):
         from mlops.inference.scorers import ClassSpec
 
         shots = self._shots(opts["shots"])
+        seeds = self._seeds(opts["seed"])
         strategies = self._choices(opts["strategy"], STRATEGIES, "--strategy")
         learners = self._choices(opts["learners"], LEARNERS, "--learners")
         if opts["no_centroid"]:
@@ -122,7 +128,7 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"test labels with no training examples: {missing[:10]}")
         if opts["eval_limit"] and opts["eval_limit"] < len(test_t):
-            idx = sorted(random.Random(opts["seed"] + 1000).sample(range(len(test_t)), opts["eval_limit"]))
+            idx = sorted(random.Random(seeds[0] + 1000).sample(range(len(test_t)), opts["eval_limit"]))
             test_t, test_y = [test_t[i] for i in idx], [test_y[i] for i in idx]
         if opts["threads"]:
             import torch
@@ -133,7 +139,7 @@ class Command(BaseCommand):
         labels = sorted(set(train_y))
         classes = [ClassSpec.from_label(label, descriptions.get(label, "")) for label in labels]
         self.stdout.write(
-            f"train pool {len(train_t)}, test {len(test_t)}, {len(labels)} classes; shots {shots}; seed {opts['seed']}"
+            f"train pool {len(train_t)}, test {len(test_t)}, {len(labels)} classes; shots {shots}; seeds {seeds}"
         )
 
         rows: list[dict] = []
@@ -142,11 +148,11 @@ class Command(BaseCommand):
             "test": str(opts["test"]),
             "n_test": len(test_t),
             "n_classes": len(labels),
-            "seed": opts["seed"],
+            "seeds": seeds,
             "recipe": dataclasses.asdict(recipe),
             "strategies": strategies,
             "learners": learners,
-            "rounds": opts["rounds"] if "uncertainty" in strategies else None,
+            "rounds": opts["rounds"] if set(strategies) - {"random"} else None,
             "machine": {
                 "cpus": os.cpu_count(),
                 "torch_threads": self._torch_threads(),
@@ -156,6 +162,7 @@ class Command(BaseCommand):
             "title": opts["title"],
             "targets": self._targets(opts["target"]),
             "rows": rows,
+            "summary": [],
             "complete": False,
         }
 
@@ -172,36 +179,39 @@ class Command(BaseCommand):
         try:
             for k in [k for k in shots if k > 0]:
                 for strategy in strategies:
-                    started = time.monotonic()
-                    if strategy == "random":
-                        chosen = sample_k_shot_indices(train_y, k, opts["seed"])
-                        sample_y = [train_y[i] for i in chosen]
-                    else:
-                        chosen, sample_y = select_uncertain(
-                            self._embedder_scorer(),
-                            train_t,
-                            train_y.__getitem__,  # the oracle: read only for the texts chosen
-                            classes,
-                            k * len(labels),
-                            opts["rounds"],
-                        )
-                    select_seconds = round(time.monotonic() - started, 1)
-                    sample_t = [train_t[i] for i in chosen]
-                    context = {"strategy": strategy, "select_seconds": select_seconds}
-                    self.stdout.write(
-                        f"k={k} {strategy}: {len(chosen)} labels over {len(set(sample_y))} classes "
-                        f"(chosen in {select_seconds:.0f} s)"
-                    )
-                    for learner in learners:
-                        if learner == "setfit":
-                            row = self._setfit(k, sample_t, sample_y, recipe, classes, test_t, test_y, opts["seed"])
-                        elif learner == "centroid":
-                            row = self._centroid(k, sample_t, sample_y, self._embed(test_t), test_y)
-                        elif learner == "logistic":
-                            row = self._logistic(k, sample_t, sample_y, test_t, test_y, opts["logistic_c"])
+                    for seed in seeds:
+                        started = time.monotonic()
+                        if strategy == "random":
+                            chosen = sample_k_shot_indices(train_y, k, seed)
+                            sample_y = [train_y[i] for i in chosen]
                         else:
-                            row = self._examples(k, sample_t, sample_y, classes, test_t, test_y)
-                        record({**row, **context})
+                            chosen, sample_y = select_uncertain(
+                                self._embedder_scorer(),
+                                train_t,
+                                train_y.__getitem__,  # the oracle: read only for the texts chosen
+                                classes,
+                                k * len(labels),
+                                opts["rounds"],
+                                seed=seed,
+                                diverse=strategy == "uncertainty",
+                            )
+                        select_seconds = round(time.monotonic() - started, 1)
+                        sample_t = [train_t[i] for i in chosen]
+                        context = {"strategy": strategy, "seed": seed, "select_seconds": select_seconds}
+                        self.stdout.write(
+                            f"k={k} {strategy} seed {seed}: {len(chosen)} labels over {len(set(sample_y))} "
+                            f"classes (chosen in {select_seconds:.0f} s)"
+                        )
+                        for learner in learners:
+                            if learner == "setfit":
+                                row = self._setfit(k, sample_t, sample_y, recipe, classes, test_t, test_y, seed)
+                            elif learner == "centroid":
+                                row = self._centroid(k, sample_t, sample_y, self._embed(test_t), test_y)
+                            elif learner == "logistic":
+                                row = self._logistic(k, sample_t, sample_y, test_t, test_y, opts["logistic_c"])
+                            else:
+                                row = self._examples(k, sample_t, sample_y, classes, test_t, test_y)
+                            record({**row, **context})
             if opts["zero_shot"] != "none":  # last: the slowest to evaluate, and it does not depend on k
                 record(self._zero_shot(opts["zero_shot"], classes, test_t, test_y))
         finally:
@@ -209,7 +219,8 @@ class Command(BaseCommand):
                 self._embedding_scorer.embedder.save()
 
         result["complete"] = True
-        self._table(rows)
+        result["summary"] = summarize(rows)
+        self._table(result["summary"])
         if opts["json_out"]:
             opts["json_out"].write_text(json.dumps(result, indent=2))
             self.stdout.write(f"wrote {opts['json_out']}")
@@ -376,6 +387,15 @@ class Command(BaseCommand):
             raise CommandError(f"{option} takes a comma-separated list of {', '.join(allowed)}; got {raw!r}")
         return chosen
 
+    def _seeds(self, raw: str) -> list[int]:
+        try:
+            seeds = list(dict.fromkeys(int(s) for s in str(raw).split(",") if s.strip()))
+        except ValueError:
+            raise CommandError(f"--seed must be comma-separated integers, got {raw!r}") from None
+        if not seeds:
+            raise CommandError("--seed needs at least one integer")
+        return seeds
+
     def _shots(self, raw: str) -> list[int]:
         try:
             shots = sorted({int(s) for s in raw.split(",") if s.strip()})
@@ -429,9 +449,12 @@ class Command(BaseCommand):
         except ImportError:
             return None
 
-    def _table(self, rows: list[dict]) -> None:
-        self.stdout.write(f"{'method':<28} {'shots':>5} {'accuracy':>9} {'macro-F1':>9} {'train s':>8}")
-        for r in rows:
-            numbers = f"{r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} {r['train_seconds']:>8.1f}"
-            method = f"{r['method']} [{r['strategy']}]" if "strategy" in r else r["method"]
-            self.stdout.write(f"{method:<28} {r['shots']:>5} {numbers}")
+    def _table(self, summary: list[dict]) -> None:
+        """Mean (± standard deviation over the seeds, when there are several) per method and shot count."""
+        self.stdout.write(f"{'method':<36} {'shots':>5} {'accuracy':>15} {'macro-F1':>15} {'train s':>8}")
+        for r in summary:
+            spread = r["n_seeds"] > 1
+            accuracy = f"{r['accuracy']:.4f}" + (f" ± {r['accuracy_std']:.4f}" if spread else "")
+            macro_f1 = f"{r['macro_f1']:.4f}" + (f" ± {r['macro_f1_std']:.4f}" if spread else "")
+            method = f"{r['method']} [{r['strategy']}]" if r.get("strategy") else r["method"]
+            self.stdout.write(f"{method:<36} {r['shots']:>5} {accuracy:>15} {macro_f1:>15} {r['train_seconds']:>8.1f}")
