@@ -244,7 +244,9 @@ def routing_window_check(tickets: list[str]) -> list[Check]:
             )
         ]
     window, count = probe
-    return [_cut_check("window: routing", model, count(tickets), window, "tickets", TICKETS_CUT_WARN)]
+    # What the router reads of a ticket (its ask, for the scorers that read one), not the raw text.
+    read = scorer.read(tickets) if hasattr(scorer, "read") else tickets
+    return [_cut_check("window: routing", model, count(read), window, "tickets", TICKETS_CUT_WARN)]
 
 
 def _maxp(scores: np.ndarray, owners: list[int], n: int) -> np.ndarray:
