@@ -196,6 +196,15 @@ CELERY_BEAT_SCHEDULE = {
 # Per-ticket work not done this long after it was sent is sent again; the wait doubles with each
 # re-send, and only as many are re-sent as the broker can have lost (see triage/work.py).
 TRIAGE_STUCK_AFTER_SECONDS = env_int("TRIAGE_STUCK_AFTER_SECONDS", 300, minimum=1)
+# Micro-batching (triage/work.py): a routing or suggestion task claims up to this many waiting jobs of its
+# kind and scores them in one pass, storing each ticket in its own transaction. 0 (auto): by the inference
+# device (mlops/inference/batching.py: 32 on a CPU, 128 on a GPU); 1 is the per-ticket path.
+TRIAGE_INFERENCE_BATCH_SIZE = env_int("TRIAGE_INFERENCE_BATCH_SIZE", 0, minimum=0)
+# A task that found fewer jobs than a batch waits this long (milliseconds) for more before scoring.
+TRIAGE_INFERENCE_BATCH_WAIT_MS = env_int("TRIAGE_INFERENCE_BATCH_WAIT_MS", 20, minimum=0)
+# A claimed job is left to the run that claimed it this long; a run that died loses it then, and the
+# sweeper re-sends it. A batch cannot outlive its task's time limit, hence the default.
+TRIAGE_WORK_LEASE_SECONDS = env_int("TRIAGE_WORK_LEASE_SECONDS", TRIAGE_INFERENCE_TIME_LIMIT, minimum=1)
 # Routing decisions (triage/routing.py): how far the top team must lead the second for a suggestion, and
 # the attempts before a ticket goes to needs-triage undecided.
 TRIAGE_SUGGEST_MARGIN = env_float("TRIAGE_SUGGEST_MARGIN", 0.10, lo=0.0, hi=1.0)

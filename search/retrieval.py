@@ -253,64 +253,141 @@ def search(
     >>> [(hit.article_id, round(hit.final, 2)) for hit in result.top(3)]  # doctest: +SKIP
     [(5, 2.31), (3, 1.12), (2, 0.4)]
     """
+    return search_many(
+        [query],
+        dense_n=dense_n,
+        lexical_n=lexical_n,
+        rerank_depth=rerank_depth,
+        weights=weights,
+        embedder=embedder,
+        cross_encoder=cross_encoder,
+        exclude_tickets=[exclude_ticket],
+    )[0]
+
+
+@dataclass
+class _Query:
+    """One query of a batch on its way through the stages."""
+
+    query: str
+    ask: str
+    words: int
+    rerank_depth: int
+    exclude_ticket: int | None
+    timings: dict[str, float] = field(default_factory=dict)
+    fused: list[PassageHit] = field(default_factory=list)
+    questions: list[tuple[int, bool, float]] = field(default_factory=list)
+    rerank_scores: dict[int, float] = field(default_factory=dict)
+    reranker: str = ""  # the cross-encoder's version, when it read this query
+
+
+def search_many(
+    queries: list[str],
+    *,
+    dense_n: int | None = None,
+    lexical_n: int | None = None,
+    rerank_depth: int | None = None,
+    weights: Mapping[str, float] | FusionPolicy | None = None,
+    embedder=None,
+    cross_encoder=None,
+    exclude_tickets: list[int | None] | None = None,
+) -> list[SearchResult]:
+    """``search`` for many queries, with one embedder call and one cross-encoder call for all of them
+    (length-sorted batches across queries); the database stages run per query. Each result is the one
+    ``search`` gives for its query alone. ``ValidationError`` when a query has no text.
+
+    >>> [r.top(1)[0].article_id for r in search_many(["card declined", "parcel late"])]  # doctest: +SKIP
+    [5, 9]
+    """
     from mlops.inference.encoders import get_cross_encoder, get_embedder
 
     from .fusion import active_weights
 
-    raw = query
-    query = clean_query(query)
-    # The learned questions are asks (no greeting or signature): the ticket is matched to them by its
-    # own, read from the text with its line breaks.
-    ask = " ".join(clean_ask(raw).split())[: settings.SEARCH_QUERY_MAX_CHARS]
+    if exclude_tickets is not None and len(exclude_tickets) != len(queries):
+        raise ValueError(f"{len(exclude_tickets)} tickets to exclude for {len(queries)} queries")
     dense_n = dense_n or settings.SEARCH_DENSE_CANDIDATES
     lexical_n = lexical_n if lexical_n is not None else settings.SEARCH_LEXICAL_CANDIDATES
     policy = weights if weights is not None else active_weights()[0]
-    words = query_words(query)
-    if rerank_depth is None:
-        scope = rerank_scope()
-        short = words <= (getattr(policy, "short_max_words", None) or DEFAULT_SHORT_MAX_WORDS)
-        rerank_depth = settings.SEARCH_RERANK_DEPTH if scope == "all" or (scope == "short" and short) else 0
+    scope = rerank_scope() if rerank_depth is None else None
+    batch: list[_Query] = []
+    for raw, exclude in zip(queries, exclude_tickets or [None] * len(queries), strict=True):
+        query = clean_query(raw)
+        # The learned questions are asks (no greeting or signature): the ticket is matched to them by its
+        # own, read from the text with its line breaks.
+        ask = " ".join(clean_ask(raw).split())[: settings.SEARCH_QUERY_MAX_CHARS]
+        words = query_words(query)
+        depth = rerank_depth
+        if depth is None:
+            short = words <= (getattr(policy, "short_max_words", None) or DEFAULT_SHORT_MAX_WORDS)
+            depth = settings.SEARCH_RERANK_DEPTH if scope == "all" or (scope == "short" and short) else 0
+        batch.append(_Query(query, ask, words, depth, exclude))
+    if not batch:
+        return []
     embedder = embedder or get_embedder()
-    timings: dict[str, float] = {}
     started = time.perf_counter()
 
+    # One embedder call: each query, and its ask where it differs.
+    texts: list[str] = []
+    for q in batch:
+        texts += [q.query] if q.ask == q.query else [q.query, q.ask]
     t0 = time.perf_counter()
-    vectors = embedder.encode([query] if ask == query else [query, ask])
-    vector, ask_vector = vectors[0], vectors[-1]
-    timings["embed"] = (time.perf_counter() - t0) * 1000
-    t0 = time.perf_counter()
-    dense = dense_passages(vector, dense_n, embedder.version)
-    timings["dense"] = (time.perf_counter() - t0) * 1000
-    t0 = time.perf_counter()
-    lexical = lexical_passages(query, lexical_n) if lexical_n else []
-    timings["lexical"] = (time.perf_counter() - t0) * 1000
-    fused = fuse(dense, lexical, settings.SEARCH_RRF_K)
-    t0 = time.perf_counter()
-    questions = nearest_questions(
-        ask_vector, settings.SEARCH_QUESTION_CANDIDATES, embedder.version, exclude_ticket=exclude_ticket
-    )
-    timings["questions"] = (time.perf_counter() - t0) * 1000
-
-    versions = {"embedder": embedder.version}
-    rerank_scores: dict[int, float] = {}
-    if rerank_depth and fused:
-        cross_encoder = cross_encoder or get_cross_encoder()
-        versions["reranker"] = cross_encoder.version
-        head = fused[:rerank_depth]
+    vectors = embedder.encode(texts)
+    embed_ms = (time.perf_counter() - t0) * 1000 / len(batch)
+    row = 0
+    for q in batch:
+        vector, ask_vector = vectors[row], vectors[row + (0 if q.ask == q.query else 1)]
+        row += 1 if q.ask == q.query else 2
+        q.timings["embed"] = embed_ms
         t0 = time.perf_counter()
-        logits = cross_encoder.predict([(query, h.text) for h in head], batch_size=settings.SEARCH_RERANK_BATCH_SIZE)
-        timings["rerank"] = (time.perf_counter() - t0) * 1000
-        rerank_scores = {h.passage_id: float(s) for h, s in zip(head, logits, strict=True)}
+        dense = dense_passages(vector, dense_n, embedder.version)
+        q.timings["dense"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        lexical = lexical_passages(q.query, lexical_n) if lexical_n else []
+        q.timings["lexical"] = (time.perf_counter() - t0) * 1000
+        q.fused = fuse(dense, lexical, settings.SEARCH_RRF_K)
+        t0 = time.perf_counter()
+        q.questions = nearest_questions(
+            ask_vector, settings.SEARCH_QUESTION_CANDIDATES, embedder.version, exclude_ticket=q.exclude_ticket
+        )
+        q.timings["questions"] = (time.perf_counter() - t0) * 1000
 
+    reranked = [q for q in batch if q.rerank_depth and q.fused]
+    if reranked:
+        # One cross-encoder call for every query's head: the pairs are length-sorted across queries.
+        cross_encoder = cross_encoder or get_cross_encoder()
+        pairs = [(q.query, h.text) for q in reranked for h in q.fused[: q.rerank_depth]]
+        t0 = time.perf_counter()
+        logits = cross_encoder.predict(pairs, batch_size=settings.SEARCH_RERANK_BATCH_SIZE)
+        rerank_ms = (time.perf_counter() - t0) * 1000 / len(reranked)
+        at = 0
+        for q in reranked:
+            head = q.fused[: q.rerank_depth]
+            q.rerank_scores = {h.passage_id: float(s) for h, s in zip(head, logits[at : at + len(head)], strict=True)}
+            at += len(head)
+            q.timings["rerank"] = rerank_ms
+            q.reranker = cross_encoder.version
+    results = []
+    for q in batch:
+        versions = {"embedder": embedder.version, **({"reranker": q.reranker} if q.reranker else {})}
+        result = _rank_articles(q, policy, versions)
+        result.timings_ms["total"] = sum(q.timings.values())
+        results.append(result)
+    if len(batch) == 1:  # alone, the total is the wall time, as it always was
+        results[0].timings_ms["total"] = (time.perf_counter() - started) * 1000
+    return results
+
+
+def _rank_articles(q: _Query, policy, versions: dict[str, str]) -> SearchResult:
+    """MaxP per stage, the feedback stage, and the fused final ranking of one query's candidates."""
     # MaxP: an article scores what its best passage scores, separately at each stage.
     stage_scores: dict[str, dict[int, float]] = {"dense": {}, "hybrid": {}, "rerank": {}, "feedback": {}}
     best_passage: dict[int, tuple[float, float, PassageHit]] = {}
-    for hit in fused:
+    for hit in q.fused:
         a = hit.article_id
         if hit.dense is not None:
             stage_scores["dense"][a] = max(stage_scores["dense"].get(a, -np.inf), hit.dense)
         stage_scores["hybrid"][a] = max(stage_scores["hybrid"].get(a, -np.inf), hit.rrf)
-        ce = rerank_scores.get(hit.passage_id)
+        ce = q.rerank_scores.get(hit.passage_id)
         if ce is not None:
             stage_scores["rerank"][a] = max(stage_scores["rerank"].get(a, -np.inf), ce)
         # The passage shown to agents: the reranker's favourite, else the best fused one.
@@ -318,9 +395,9 @@ def search(
         if a not in best_passage or key > best_passage[a][:2]:
             best_passage[a] = (*key, hit)
 
-    stage_scores["feedback"] = feedback_scores(stage_scores["dense"], questions)
+    stage_scores["feedback"] = feedback_scores(stage_scores["dense"], q.questions)
     keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in stage_scores.items()}
-    weights = weights_for(policy, words, keyed)  # the policy's unreranked vectors where nothing was reranked
+    weights = weights_for(policy, q.words, keyed)  # the policy's unreranked vectors where nothing was reranked
     final = combine(keyed, weights)
     articles = []
     for key in rank(final):
@@ -341,12 +418,11 @@ def search(
                 feedback=stage_scores["feedback"].get(a),
             )
         )
-    timings["total"] = (time.perf_counter() - started) * 1000
     return SearchResult(
-        query=query,
+        query=q.query,
         articles=articles,
         stage_scores=stage_scores,
         weights=dict(weights),
         versions=versions,
-        timings_ms=timings,
+        timings_ms=dict(q.timings),
     )

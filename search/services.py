@@ -244,25 +244,68 @@ def suggest_for_ticket(ticket, *, k: int | None = None, search_kwargs: Mapping[s
     """
     from triage.models import Ticket
 
-    from .fusion import active_weights, query_words
-    from .relevance import load_relevance_model, score_result
-    from .retrieval import search
-
     if not isinstance(ticket, Ticket):
         ticket = Ticket.objects.get(pk=ticket)
+    return suggest_for_tickets([ticket], k=k, search_kwargs=search_kwargs)[ticket.pk]
+
+
+def suggest_for_tickets(
+    tickets, *, k: int | None = None, search_kwargs: Mapping[str, Any] | None = None
+) -> dict[int, list[Suggestion]]:
+    """``suggest_for_ticket`` for many tickets, with their model calls batched across tickets
+    (``retrieval.search_many``); each ticket's suggestions are stored in its own transaction and are
+    the ones ``suggest_for_ticket`` stores for it alone. ``tickets`` are Tickets or ids; ids of deleted
+    tickets are skipped. Returns the stored suggestions per ticket id.
+
+    >>> {pk: len(rows) for pk, rows in suggest_for_tickets([12, 13]).items()}  # doctest: +SKIP
+    {12: 5, 13: 5}
+    """
+    from triage.models import Ticket
+
+    from .fusion import active_weights
+    from .relevance import load_relevance_model
+    from .retrieval import clean_query, search_many
+
+    ids = [t if isinstance(t, int) else t.pk for t in tickets]
+    given = {t.pk: t for t in tickets if isinstance(t, Ticket)}
+    missing = [pk for pk in ids if pk not in given]
+    given.update(Ticket.objects.in_bulk(missing))
+    rows = [given[pk] for pk in ids if pk in given]
     k = k or settings.SEARCH_SUGGESTIONS
     policy, weights_source = active_weights()
-    try:
-        result = search(ticket.text, weights=policy, exclude_ticket=ticket.pk, **dict(search_kwargs or {}))
-    except ValidationError:
-        hits, result = [], None
-    else:
-        hits = result.top(k)
+    searchable = []
+    for ticket in rows:
+        try:
+            clean_query(ticket.text)
+        except ValidationError:  # nothing to search with: no suggestions
+            continue
+        searchable.append(ticket)
+    results = search_many(
+        [t.text for t in searchable],
+        weights=policy,
+        exclude_tickets=[t.pk for t in searchable],
+        **dict(search_kwargs or {}),
+    )
+    by_ticket = {t.pk: r for t, r in zip(searchable, results, strict=True)}
     model = load_relevance_model()
+    return {
+        ticket.pk: _store_suggestions(ticket, by_ticket.get(ticket.pk), k, model, policy, weights_source)
+        for ticket in rows
+    }
+
+
+def _store_suggestions(ticket, result, k: int, model, policy, weights_source: str) -> list[Suggestion]:
+    """Replace the ticket's suggestions with the top ``k`` of ``result`` (None: no search), in one transaction."""
+    from .fusion import query_words
+    from .relevance import score_result
+
+    hits = result.top(k) if result is not None else []
     relevance = score_result(model, result, k) if hits else {}
     with transaction.atomic():
         # A redelivered or re-sent copy may compute the same ticket at the same time: lock the ticket so
         # the second write replaces the first instead of colliding with it (one row per article).
+        from triage.models import Ticket
+
         list(Ticket.objects.select_for_update().filter(pk=ticket.pk).values_list("pk", flat=True))
         Suggestion.objects.filter(ticket=ticket).delete()
         rows = [

@@ -69,26 +69,64 @@ def reindex_articles_task(batch_size: int | None = None) -> dict:
     return {"outcomes": outcomes, "remaining": remaining}
 
 
+def _suggest_each_alone(ticket_ids: list[int], token: str) -> int:
+    """After a batch failed with a bug: each ticket on its own; one that fails again is left to the sweeper."""
+    from triage.work import release_batch
+
+    from .services import suggest_for_tickets
+
+    stored = 0
+    for ticket_id in ticket_ids:
+        try:
+            stored += sum(len(rows) for rows in suggest_for_tickets([ticket_id]).values())
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception:
+            logger.exception("ticket %s: suggestions failed; the sweeper sends it again", ticket_id)
+            release_batch(SUGGEST, [ticket_id], token)
+            continue
+        finish_work(ticket_id, SUGGEST, claim=token)
+    return stored
+
+
 @shared_task(
+    bind=True,
     name="search.tasks.suggest_articles_task",
     **RETRY_ON_DB_ERRORS,
     max_retries=5,
     time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
 )
-def suggest_articles_task(ticket_id: int) -> int:
-    """Compute and store the article suggestions of a ticket; returns how many were stored.
+def suggest_articles_task(self, ticket_id: int) -> int:
+    """Compute and store the article suggestions of a ticket and of the suggestion jobs waiting with it
+    (one batch, ``triage.work.claim_batch``); returns how many suggestions were stored.
 
-    Per-ticket work (``triage.work``): marked done once stored; a failure leaves it to the sweeper.
+    Per-ticket work (``triage.work``): each ticket's job is marked done once its suggestions are stored;
+    a failure leaves it to the sweeper. A database error gives the claims back before the retry.
     """
-    from triage.models import Ticket
+    from triage.work import batch_options, claim_batch, claim_token, release_batch
 
-    from .services import suggest_for_ticket
+    from .services import suggest_for_tickets
 
-    ticket = Ticket.objects.filter(pk=ticket_id).first()
-    if ticket is None:
+    token = claim_token(self.request.id)
+    ticket_ids = claim_batch(SUGGEST, ticket_id, token, **batch_options())
+    if not ticket_ids:
         return 0
-    stored = len(suggest_for_ticket(ticket))
-    finish_work(ticket_id, SUGGEST)
+    try:
+        stored = sum(len(rows) for rows in suggest_for_tickets(ticket_ids).values())
+    except TRANSIENT_DB_ERRORS:
+        try:
+            release_batch(SUGGEST, ticket_ids, token)
+        except TRANSIENT_DB_ERRORS:  # the lease runs out by itself
+            logger.warning("could not release %d claimed suggestion jobs", len(ticket_ids))
+        raise
+    except Exception:
+        if len(ticket_ids) == 1:  # left to the sweeper, as before batching
+            release_batch(SUGGEST, ticket_ids, token)
+            raise
+        logger.exception("a batch of %d tickets failed; suggesting for each alone", len(ticket_ids))
+        return _suggest_each_alone(ticket_ids, token)
+    for claimed in ticket_ids:
+        finish_work(claimed, SUGGEST, claim=token)
     return stored
 
 

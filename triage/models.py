@@ -235,6 +235,10 @@ class TicketJob(models.Model):
     sends = models.PositiveIntegerField(default=0)
     done_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # A batching task's claim (``triage.work.claim_jobs``): which run took the job, and until when no
+    # other run may. A run that dies leaves the lease to expire; the sweeper then re-sends the job.
+    claim = models.CharField(max_length=64, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["ticket", "kind"], name="one_job_per_ticket_and_kind")]

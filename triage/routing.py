@@ -101,7 +101,7 @@ def warm_routing() -> None:
     warm_routing_scorer(classes)
 
 
-# --- Routing one ticket ---------------------------------------------------------------------------
+# --- Claims and giving up -------------------------------------------------------------------------
 class RoutingGaveUp(Exception):
     """The ticket went to needs-triage without a decision (no teams, too many attempts, bad input)."""
 
@@ -127,21 +127,22 @@ def give_up_routing(ticket_id: int, error: str) -> bool:
     return bool(moved)
 
 
-def _test_delay(ticket: Ticket) -> None:
+def _test_delay(tickets: Sequence[Ticket]) -> None:
     """Tests make routing slow so that they can kill a worker mid-task; honoured only when TRIAGE_ENV=test.
 
-    ``TRIAGE_TEST_ROUTING_DELAY`` seconds, for the first ``TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS`` (default 1)
-    attempts of a ticket: a redelivered attempt then runs at normal speed.
+    ``TRIAGE_TEST_ROUTING_DELAY`` seconds, once per batch, when a ticket of it is on one of its first
+    ``TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS`` (default 1) attempts: a redelivered attempt runs at normal speed.
     """
     if settings.TRIAGE_ENV != "test":
         return
     delay = settings.TRIAGE_TEST_ROUTING_DELAY
     attempts = settings.TRIAGE_TEST_ROUTING_DELAY_ATTEMPTS
-    if delay > 0 and ticket.routing_attempts <= attempts:
-        logger.info("ticket %s: test delay of %s s (attempt %s)", ticket.pk, delay, ticket.routing_attempts)
+    if delay > 0 and any(ticket.routing_attempts <= attempts for ticket in tickets):
+        logger.info("tickets %s: test delay of %s s", [t.pk for t in tickets], delay)
         time.sleep(delay)
 
 
+# --- Routing tickets ------------------------------------------------------------------------------
 def route_ticket(ticket_id: int) -> Prediction | None:
     """Claim, score, decide and store the routing of one ticket. Idempotent.
 
@@ -149,46 +150,73 @@ def route_ticket(ticket_id: int) -> Prediction | None:
     deleted, or sent to needs-triage without a decision. Database and model-loading errors propagate
     for the task to retry.
     """
+    return route_tickets([ticket_id])[ticket_id]
+
+
+def route_tickets(ticket_ids: Sequence[int]) -> dict[int, Prediction | None]:
+    """``route_ticket`` for many tickets with one model pass: each ticket is claimed, then all of them are
+    scored together (the scorers batch them by length), and each decision is stored in its own
+    transaction, so a failure after the scoring costs no other ticket its decision.
+
+    The decisions are the ones ``route_ticket`` makes for each ticket alone. Returns, per id, what
+    ``route_ticket`` would.
+    """
     from mlops.calibration import apply_calibration, softmax
-    from mlops.inference.scorers import InvalidInput
+    from mlops.inference.scorers import InvalidInput, validate_texts
     from mlops.registry import serving_version
 
-    ticket = claim_ticket(ticket_id)
-    if ticket is None:
-        return None
-    if ticket.routing_attempts > settings.TRIAGE_MAX_ROUTING_ATTEMPTS:
-        give_up_routing(ticket_id, f"gave up after {ticket.routing_attempts - 1} routing attempts")
-        return None
+    outcomes: dict[int, Prediction | None] = dict.fromkeys(ticket_ids)
+    tickets: list[Ticket] = []
+    for ticket_id in ticket_ids:
+        ticket = claim_ticket(ticket_id)
+        if ticket is None:
+            continue
+        if ticket.routing_attempts > settings.TRIAGE_MAX_ROUTING_ATTEMPTS:
+            give_up_routing(ticket_id, f"gave up after {ticket.routing_attempts - 1} routing attempts")
+            continue
+        try:
+            validate_texts([ticket.text])
+        except InvalidInput as exc:  # this ticket alone; the rest of the batch is scored
+            give_up_routing(ticket_id, f"cannot route this ticket: {exc}")
+            continue
+        tickets.append(ticket)
+    if not tickets:
+        return outcomes
     teams = routable_teams()
     if not teams:
-        give_up_routing(ticket_id, "no active team to route to")
-        return None
+        for ticket in tickets:
+            give_up_routing(ticket.pk, "no active team to route to")
+        return outcomes
     classes = team_classes(teams)
     serving = serving_version(classes)
-    if serving.fallback_reason:  # said once per process as a warning (mlops.registry); here per ticket
-        logger.info("ticket %s: %s; routing with %s", ticket_id, serving.fallback_reason, serving.scorer.name)
-    _test_delay(ticket)
+    if serving.fallback_reason:  # said once per process as a warning (mlops.registry); here per batch
+        logger.info("%d tickets: %s; routing with %s", len(tickets), serving.fallback_reason, serving.scorer.name)
+    _test_delay(tickets)
     started = time.perf_counter()
     try:
-        logits = serving.scorer.logits([ticket.text], classes)[0]
-    except InvalidInput as exc:
-        give_up_routing(ticket_id, f"cannot route this ticket: {exc}")
-        return None
-    latency_ms = (time.perf_counter() - started) * 1000
-    raw = softmax(logits)
-    calibrated = apply_calibration(logits, serving.version.calibration)
+        logits = serving.scorer.logits([ticket.text for ticket in tickets], classes)
+    except InvalidInput as exc:  # the classes, so every ticket of the batch
+        for ticket in tickets:
+            give_up_routing(ticket.pk, f"cannot route this ticket: {exc}")
+        return outcomes
+    # The batch's scoring time shared out: what one ticket cost the worker.
+    latency_ms = (time.perf_counter() - started) * 1000 / len(tickets)
     slugs = [t.slug for t in teams]
-    scores = {slug: round(float(p), 6) for slug, p in zip(slugs, calibrated, strict=True)}
-    decision = decide(scores, {t.slug: t for t in teams})
-    return store_decision(
-        ticket_id,
-        serving.version,
-        scorer=serving.scorer.name,
-        scores=scores,
-        raw_scores={slug: float(p) for slug, p in zip(slugs, raw, strict=True)},
-        decision=decision,
-        latency_ms=latency_ms,
-    )
+    by_slug = {t.slug: t for t in teams}
+    for row, ticket in enumerate(tickets):
+        raw = softmax(logits[row])
+        calibrated = apply_calibration(logits[row], serving.version.calibration)
+        scores = {slug: round(float(p), 6) for slug, p in zip(slugs, calibrated, strict=True)}
+        outcomes[ticket.pk] = store_decision(
+            ticket.pk,
+            serving.version,
+            scorer=serving.scorer.name,
+            scores=scores,
+            raw_scores={slug: float(p) for slug, p in zip(slugs, raw, strict=True)},
+            decision=decide(scores, by_slug),
+            latency_ms=latency_ms,
+        )
+    return outcomes
 
 
 def store_decision(

@@ -7,11 +7,20 @@ exponential backoff; after the last retry the ticket goes to needs-triage with t
 Routing is per-ticket work (``triage.work``): recorded with the ticket, sent after commit, marked done
 here. ``sweep_ticket_work_task`` (beat, every ``TRIAGE_SWEEP_SECONDS``) sends what was never sent and
 re-sends what is overdue, for every kind of per-ticket work (routing, suggestions, ...).
+
+Micro-batching: the message names one ticket, the task routes a batch. It claims that ticket's job and
+up to ``TRIAGE_INFERENCE_BATCH_SIZE`` - 1 more waiting routing jobs (``triage.work.claim_batch``), scores
+them in one pass and stores each decision in its own transaction (``routing.route_tickets``). Other
+models that want the same batch (tags) receive its ticket ids through ``signals.tickets_routed``. A
+batch that hits a bug is routed again one ticket at a time, so the bug costs only its own ticket a
+decision.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Sequence
 
 from celery import shared_task
 from django.conf import settings
@@ -20,8 +29,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from mlops.inference.encoders import ModelUnavailable
 
 from . import routing
+from .models import Prediction
 from .signals import tickets_routed
-from .work import finish_work, register_work, sweep_work
+from .work import batch_options, claim_batch, claim_token, finish_work, register_work, release_batch, sweep_work
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +52,29 @@ def _give_up(ticket_id: int, error: str) -> None:
     finish_work(ticket_id, ROUTE, error=error)
 
 
+def _summary(outcomes: dict[int, Prediction | None]) -> str:
+    """One ticket: its decision (or "nothing to do"); a batch: how many of each."""
+    said = [p.decision if p is not None else "nothing to do" for p in outcomes.values()]
+    if len(said) == 1:
+        return said[0]
+    return f"{len(said)} tickets: " + ", ".join(f"{n} {what}" for what, n in sorted(Counter(said).items()))
+
+
+def _route_each_alone(ticket_ids: Sequence[int]) -> dict[int, Prediction | None]:
+    """After a batch failed with a bug: each ticket on its own, and only the one that fails again gives up."""
+    outcomes: dict[int, Prediction | None] = {}
+    for ticket_id in ticket_ids:
+        try:
+            outcomes.update(routing.route_tickets([ticket_id]))
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            logger.exception("ticket %s: routing failed", ticket_id)
+            _give_up(ticket_id, f"routing failed: {type(exc).__name__}: {exc}")
+            outcomes[ticket_id] = None
+    return outcomes
+
+
 @shared_task(
     bind=True,
     name="triage.tasks.route_ticket_task",
@@ -50,30 +83,49 @@ def _give_up(ticket_id: int, error: str) -> None:
     time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
 )
 def route_ticket_task(self, ticket_id: int) -> str:
-    """Route ticket ``ticket_id``; returns the decision, or why nothing was decided."""
+    """Route ticket ``ticket_id`` and the routing jobs waiting with it; returns the decisions, or why
+    nothing was decided ("nothing to do": decided already, or held by another run)."""
+    token = claim_token(self.request.id)
+    ticket_ids = [ticket_id]  # what a failure to claim gives up on after the last retry
     try:
-        prediction = routing.route_ticket(ticket_id)
+        ticket_ids = claim_batch(ROUTE, ticket_id, token, **batch_options())
+        if not ticket_ids:
+            return "nothing to do"
+        try:
+            outcomes = routing.route_tickets(ticket_ids)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # a bug or bad data: every ticket must still reach a person
+            if len(ticket_ids) == 1:
+                logger.exception("ticket %s: routing failed", ticket_id)
+                _give_up(ticket_id, f"routing failed: {type(exc).__name__}: {exc}")
+                return "failed"
+            logger.exception("a batch of %d tickets failed; routing each alone", len(ticket_ids))
+            outcomes = _route_each_alone(ticket_ids)
     except TRANSIENT_ERRORS as exc:
         if self.request.retries >= self.max_retries:
-            try:
-                _give_up(ticket_id, f"routing failed {self.request.retries + 1} times: {exc}")
-            except DatabaseError:
-                logger.exception("ticket %s: could not record the routing failure; the sweeper will", ticket_id)
+            for claimed in ticket_ids:
+                try:
+                    _give_up(claimed, f"routing failed {self.request.retries + 1} times: {exc}")
+                except DatabaseError:
+                    logger.exception("ticket %s: could not record the routing failure; the sweeper will", claimed)
             return "gave up"
+        try:  # the retry claims its own ticket again; the others may go to any task meanwhile
+            release_batch(ROUTE, ticket_ids, token)
+        except DatabaseError:  # the lease runs out by itself
+            logger.warning("could not release %d claimed routing jobs", len(ticket_ids))
         countdown = backoff_seconds(self.request.retries)
-        logger.warning("ticket %s: %s; retrying in %s s", ticket_id, exc, countdown)
+        logger.warning("tickets %s: %s; retrying in %s s", ticket_ids, exc, countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
-    except Exception as exc:  # a bug or bad data: the ticket must still reach a person
-        logger.exception("ticket %s: routing failed", ticket_id)
-        _give_up(ticket_id, f"routing failed: {type(exc).__name__}: {exc}")
-        return "failed"
-    # Decided now, decided before, or sent to needs-triage by route_ticket: the work is done either way.
-    finish_work(ticket_id, ROUTE)
-    # Tags and the like are scored in the same batch; their failures are logged, never routing's.
-    for receiver, error in tickets_routed.send_robust(sender=route_ticket_task, ticket_ids=[ticket_id]):
+    # Decided now, decided before, or sent to needs-triage by route_tickets: the work is done either way.
+    for claimed in ticket_ids:
+        finish_work(claimed, ROUTE, claim=token)
+    # Tags and the like score the same batch while the models are warm; their failures are logged,
+    # never routing's.
+    for receiver, error in tickets_routed.send_robust(sender=route_ticket_task, ticket_ids=list(ticket_ids)):
         if isinstance(error, Exception):
-            logger.error("ticket %s: %s failed after routing: %r", ticket_id, receiver, error)
-    return prediction.decision if prediction is not None else "nothing to do"
+            logger.error("tickets %s: %s failed after routing: %r", ticket_ids, receiver, error)
+    return _summary(outcomes)
 
 
 register_work(ROUTE, route_ticket_task, give_up=routing.give_up_routing)

@@ -19,13 +19,30 @@ told afterwards:
 
 Kinds are registered by the app that owns the task (``register_work`` in its ``tasks.py``), so triage
 does not import search. A kind's task takes the ticket id and must be harmless to run twice (it claims
-its row first). A later batching task can claim up to N open jobs of one kind with
-``select_for_update(skip_locked=True)`` on this table.
+its row first).
+
+Micro-batching: a message is a ticket's, but its task scores a batch. ``claim_batch(kind, ticket_id,
+token)`` claims the ticket's open job and up to ``TRIAGE_INFERENCE_BATCH_SIZE`` - 1 more waiting jobs of
+the kind, oldest first (``select_for_update(skip_locked=True)``: two tasks never claim the same job),
+waiting up to ``TRIAGE_INFERENCE_BATCH_WAIT_MS`` for more when the batch is not full. A claim is a
+lease: the job is the claimer's (``claim`` = its token, the Celery task id) until ``claimed_until``
+(``TRIAGE_WORK_LEASE_SECONDS``). Then:
+
+* the task stores each ticket's result in its own transaction and ``finish_work(..., claim=token)``;
+* a message whose ticket another live run holds claims other waiting jobs instead, or returns: the
+  holder finishes it;
+* a redelivered message (the same task id: its worker died) takes back what its earlier run claimed;
+* a run that died for good leaves its jobs leased; once the lease is over the sweeper treats them as
+  any overdue job and re-sends them, and whichever task gets one claims it again;
+* asking for the work again (``request_work``) drops the claim: the older run's ``finish_work`` then
+  matches nothing and the new request is computed afresh.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +50,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import TicketJob
@@ -44,6 +61,8 @@ logger = logging.getLogger(__name__)
 UNSENT_GRACE = timedelta(seconds=5)
 # Jobs handled per kind and sweep: a sweep stays short, the next one takes the rest.
 SWEEP_LIMIT = 1000
+# How often a task waiting to fill its batch looks for more jobs.
+BATCH_POLL = timedelta(milliseconds=10)
 
 
 @dataclass(frozen=True)
@@ -109,7 +128,7 @@ def request_work(ticket_id: int, kinds: Iterable[str] | None = None) -> None:
         [TicketJob(ticket_id=ticket_id, kind=name, requested_at=now) for name in names],
         update_conflicts=True,
         unique_fields=["ticket", "kind"],
-        update_fields=["requested_at", "sent_at", "due_at", "sends", "done_at", "error"],
+        update_fields=["requested_at", "sent_at", "due_at", "sends", "done_at", "error", "claim", "claimed_until"],
     )
     transaction.on_commit(partial(send_work, ticket_id, names), robust=True)
 
@@ -136,13 +155,90 @@ def send_work(ticket_id: int, names: Iterable[str]) -> list[str]:
     return sent
 
 
-def finish_work(ticket_id: int, kind: str, *, error: str = "") -> bool:
-    """Mark the ticket's open ``kind`` job done (its task calls this). False when none was open."""
-    return bool(
-        TicketJob.objects.filter(ticket_id=ticket_id, kind=kind, done_at__isnull=True).update(
-            done_at=timezone.now(), error=error[:2000]
-        )
-    )
+def finish_work(ticket_id: int, kind: str, *, error: str = "", claim: str | None = None) -> bool:
+    """Mark the ticket's open ``kind`` job done (its task calls this). False when none was open.
+
+    With ``claim``, only while the job is still that claim's: a job asked for again meanwhile (its
+    claim dropped by ``request_work``) stays open for the newer request.
+    """
+    jobs = TicketJob.objects.filter(ticket_id=ticket_id, kind=kind, done_at__isnull=True)
+    if claim is not None:
+        jobs = jobs.filter(claim=claim)
+    return bool(jobs.update(done_at=timezone.now(), error=error[:2000], claim="", claimed_until=None))
+
+
+# --- Claiming batches ------------------------------------------------------------------------------
+def claim_token(task_id: str | None) -> str:
+    """The claim of a task run: its Celery id, which a redelivered message keeps (eager runs get one)."""
+    return task_id or uuid.uuid4().hex
+
+
+def _claimable(token: str, now: datetime) -> Q:
+    return Q(done_at__isnull=True) & (Q(claimed_until__isnull=True) | Q(claimed_until__lte=now) | Q(claim=token))
+
+
+def _claim(kind: str, ticket_id: int | None, token: str, limit: int, taken: list[int]) -> list[int]:
+    """One claiming transaction: ``ticket_id``'s job (when given and free) first, then the oldest free ones."""
+    now = timezone.now()
+    claimed: list[int] = []
+    pks: list[int] = []
+    with transaction.atomic():
+        free = TicketJob.objects.select_for_update(skip_locked=True).filter(_claimable(token, now), kind=kind)
+        if ticket_id is not None:
+            own = list(free.filter(ticket_id=ticket_id).values_list("pk", flat=True))
+            if own:
+                pks += own
+                claimed.append(ticket_id)
+            elif not TicketJob.objects.filter(ticket_id=ticket_id, kind=kind).exists():
+                # Work sent without a job row (a direct call): computed as before the outbox existed.
+                claimed.append(ticket_id)
+        if len(claimed) < limit:
+            others = (
+                free.exclude(ticket_id__in=[*taken, *claimed])
+                .order_by("requested_at", "pk")
+                .values_list("pk", "ticket_id")[: limit - len(claimed)]
+            )
+            for pk, other in others:
+                pks.append(pk)
+                claimed.append(other)
+        if pks:
+            lease = timedelta(seconds=settings.TRIAGE_WORK_LEASE_SECONDS)
+            TicketJob.objects.filter(pk__in=pks).update(claim=token, claimed_until=now + lease)
+    return claimed
+
+
+def batch_options() -> dict:
+    """``claim_batch``'s limit and wait from the settings: the batch size (by device unless set) and wait."""
+    from mlops.inference.batching import inference_batch_size
+
+    return {"limit": inference_batch_size(), "wait_seconds": settings.TRIAGE_INFERENCE_BATCH_WAIT_MS / 1000}
+
+
+def claim_batch(kind: str, ticket_id: int, token: str, *, limit: int, wait_seconds: float = 0.0) -> list[int]:
+    """Claim ``ticket_id``'s open ``kind`` job and up to ``limit`` - 1 more waiting ones; their ticket ids.
+
+    ``ticket_id`` comes first when it was claimed (it is left out when done, or held by another live
+    claim). A batch not full waits up to ``wait_seconds`` for more jobs to arrive, but only once it has
+    one: an empty claim returns at once.
+
+    >>> claim_batch("route", 12, "task-id", limit=32, wait_seconds=0.02)  # doctest: +SKIP
+    [12, 13, 14]
+    """
+    if limit < 1:
+        raise ValueError(f"a batch holds at least one ticket, not {limit}")
+    claimed = _claim(kind, ticket_id, token, limit, [])
+    deadline = time.monotonic() + wait_seconds
+    while claimed and len(claimed) < limit and time.monotonic() < deadline:
+        time.sleep(min(BATCH_POLL.total_seconds(), max(deadline - time.monotonic(), 0.0)))
+        claimed += _claim(kind, None, token, limit - len(claimed), claimed)
+    return claimed
+
+
+def release_batch(kind: str, ticket_ids: Iterable[int], token: str) -> int:
+    """Give back the claim ``token`` holds on these open jobs (before a retry): other tasks may take them."""
+    return TicketJob.objects.filter(
+        kind=kind, ticket_id__in=list(ticket_ids), claim=token, done_at__isnull=True
+    ).update(claim="", claimed_until=None)
 
 
 # --- The sweeper -----------------------------------------------------------------------------------
@@ -218,6 +314,9 @@ def sweep_work(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> Swee
     report = SweepReport()
     max_sends = settings.TRIAGE_WORK_MAX_SENDS
     open_jobs = TicketJob.objects.filter(done_at__isnull=True)
+    # A job a live run holds is neither sent nor given up; once its lease is over (the run died) it is
+    # overdue like any other.
+    unleased = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
     # Open sent jobs per queue, to compare with what the queue holds.
     kinds = registered_kinds()
     queues = {name: queue_of(kind) for name, kind in kinds.items()}
@@ -229,7 +328,7 @@ def sweep_work(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> Swee
         lost[queue] = max(outstanding - queue_length(queue), 0) if outstanding else 0
 
     for name, kind in kinds.items():
-        jobs = open_jobs.filter(kind=name)
+        jobs = open_jobs.filter(unleased, kind=name)
         for job in jobs.filter(sent_at__isnull=False, sends__gte=max_sends, due_at__lte=now)[:limit]:
             _give_up(kind, job)
             report.gave_up += 1

@@ -19,11 +19,11 @@ def ticket(db) -> Ticket:
 def test_a_transient_error_is_retried_with_backoff_then_the_ticket_goes_to_needs_triage(ticket, monkeypatch):
     calls = []
 
-    def flaky(ticket_id):
-        calls.append(ticket_id)
+    def flaky(ticket_ids):
+        calls.append(ticket_ids)
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(routing, "route_ticket", flaky)
+    monkeypatch.setattr(routing, "route_tickets", flaky)
     result = tasks.route_ticket_task.apply(args=[ticket.pk])
     assert result.get() == "gave up"
     assert len(calls) == tasks.MAX_RETRIES + 1
@@ -37,23 +37,23 @@ def test_a_transient_error_is_retried_with_backoff_then_the_ticket_goes_to_needs
 def test_a_transient_error_that_clears_up_is_retried_until_it_works(ticket, monkeypatch):
     outcomes = iter([OperationalError("blip"), None])
 
-    def once_flaky(ticket_id):
+    def once_flaky(ticket_ids):
         outcome = next(outcomes)
         if outcome is not None:
             raise outcome
-        return None
+        return dict.fromkeys(ticket_ids)
 
-    monkeypatch.setattr(routing, "route_ticket", once_flaky)
+    monkeypatch.setattr(routing, "route_tickets", once_flaky)
     assert tasks.route_ticket_task.apply(args=[ticket.pk]).get() == "nothing to do"
     ticket.refresh_from_db()
-    assert ticket.status == Ticket.Status.ROUTING  # untouched: route_ticket (stubbed here) owns the decision
+    assert ticket.status == Ticket.Status.ROUTING  # untouched: route_tickets (stubbed here) owns the decision
 
 
 def test_a_bug_is_not_retried_and_the_ticket_still_reaches_a_person(ticket, monkeypatch):
-    def broken(ticket_id):
+    def broken(ticket_ids):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(routing, "route_ticket", broken)
+    monkeypatch.setattr(routing, "route_tickets", broken)
     assert tasks.route_ticket_task.apply(args=[ticket.pk]).get() == "failed"
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.NEEDS_TRIAGE
@@ -65,7 +65,7 @@ def test_a_finished_task_marks_its_routing_job_done_whatever_the_outcome(ticket,
     from triage.work import request_work
 
     request_work(ticket.pk, ["route"])
-    monkeypatch.setattr(routing, "route_ticket", lambda ticket_id: None)
+    monkeypatch.setattr(routing, "route_tickets", lambda ticket_ids: dict.fromkeys(ticket_ids))
     assert tasks.route_ticket_task.apply(args=[ticket.pk]).get() == "nothing to do"
     job = TicketJob.objects.get(ticket=ticket, kind="route")
     assert job.done_at is not None and job.error == ""
@@ -76,7 +76,7 @@ def test_a_task_that_gives_up_closes_its_job_with_the_reason(ticket, monkeypatch
     from triage.work import request_work
 
     request_work(ticket.pk, ["route"])
-    monkeypatch.setattr(routing, "route_ticket", lambda ticket_id: 1 / 0)
+    monkeypatch.setattr(routing, "route_tickets", lambda ticket_ids: 1 / 0)
     assert tasks.route_ticket_task.apply(args=[ticket.pk]).get() == "failed"
     job = TicketJob.objects.get(ticket=ticket, kind="route")
     assert job.done_at is not None and "ZeroDivisionError" in job.error
