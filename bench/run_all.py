@@ -4,8 +4,8 @@ Results land in bench/results/<name>.json; each benchmark prints its own table. 
 ratios against a named baseline measured in the same run, never absolute timings (the API benchmark's
 p95 is the exception: it is a latency target on this machine). A new ``bench_<name>.py`` with a
 ``main()`` is picked up here and by ``make bench``; ``python bench/run_all.py api routing`` runs some.
-Benchmarks today: api, deflection, routing, search_pgvector, search_rerank, search_suggest, setfit,
-worker_memory. See bench/README.md for what each measures and the latest numbers.
+Benchmarks today: api, burst, deflection, routing, search_pgvector, search_rerank, search_suggest,
+setfit, worker_memory. See bench/README.md for what each measures and the latest numbers.
 """
 
 from __future__ import annotations

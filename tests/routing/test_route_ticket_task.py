@@ -60,34 +60,61 @@ def _kill_pool_children(worker) -> list[int]:
     return pids
 
 
-def test_a_pool_process_killed_mid_task_is_redelivered_and_the_ticket_still_gets_decided(teams):
+def create_batch(n: int) -> list[Ticket]:
+    """``n`` tickets in one transaction: their messages go out together, after all of them exist, so the
+    first task claims them all in one batch."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        return [create_ticket({**TICKET, "subject": f"Charged twice ({i})"})[0] for i in range(n)]
+
+
+def decided_once(tickets: list[Ticket]) -> bool:
+    return all(status_of(t) in DONE and Prediction.objects.filter(ticket=t).count() == 1 for t in tickets)
+
+
+def test_a_pool_process_killed_mid_batch_is_redelivered_and_takes_back_its_whole_batch(teams):
     purge_queues()
-    env = {"TRIAGE_ROUTING_SCORER": "embedding", "TRIAGE_TEST_ROUTING_DELAY": "120", **NO_WARMING}
+    env = {
+        "TRIAGE_ROUTING_SCORER": "embedding",
+        "TRIAGE_TEST_ROUTING_DELAY": "120",
+        "TRIAGE_INFERENCE_BATCH_SIZE": "8",
+        **NO_WARMING,
+    }
     with celery_worker(queues="inference", extra_env=env) as worker:
-        ticket, _ = create_ticket(TICKET)
-        wait_for(lambda: status_of(ticket) == Ticket.Status.ROUTING, timeout=300, message="the task to start")
+        tickets = create_batch(3)
+        wait_for(lambda: all(status_of(t) == Ticket.Status.ROUTING for t in tickets), timeout=300, message="the batch")
         _kill_pool_children(worker)
-        # acks_late + reject_on_worker_lost: the message goes back to the queue and the worker's new
-        # pool process runs it again; the claim lets that second attempt through, without the delay.
-        wait_for(lambda: status_of(ticket) in DONE, timeout=300, message="the redelivered task to decide")
+        # acks_late + reject_on_worker_lost: the message goes back to the queue, keeps its task id, and the
+        # new pool process's run takes back the claims of the killed one (the other tickets' messages
+        # find their jobs held and do nothing); the second attempt runs without the delay.
+        wait_for(lambda: decided_once(tickets), timeout=300, message="the redelivered batch to decide")
         log = worker.log()
-    ticket.refresh_from_db()
-    assert ticket.routing_attempts == 2
-    assert Prediction.objects.filter(ticket=ticket).count() == 1
+    assert [Ticket.objects.get(pk=t.pk).routing_attempts for t in tickets] == [2, 2, 2]
     assert "WorkerLostError" in log or "exited with" in log or "signal 9" in log
+    assert "succeeded" in log and "'3 tickets: " in log  # one run routed all three
 
 
-def test_a_worker_killed_outright_leaves_the_ticket_to_a_fresh_worker_and_the_sweeper(teams, settings):
+def test_a_worker_killed_outright_leaves_its_batch_to_a_fresh_worker_and_the_sweeper_after_the_lease(teams, settings):
     settings.TRIAGE_STUCK_AFTER_SECONDS = 1  # the deadline the job gets when it is sent from here
     purge_queues()
-    slow = {"TRIAGE_ROUTING_SCORER": "embedding", "TRIAGE_TEST_ROUTING_DELAY": "120", **NO_WARMING}
+    slow = {
+        "TRIAGE_ROUTING_SCORER": "embedding",
+        "TRIAGE_TEST_ROUTING_DELAY": "120",
+        "TRIAGE_INFERENCE_BATCH_SIZE": "8",
+        "TRIAGE_WORK_LEASE_SECONDS": "5",  # how long the dead worker's claims hold
+        **NO_WARMING,
+    }
     with celery_worker(queues="inference", extra_env=slow) as worker:
-        ticket, _ = create_ticket(TICKET)
-        wait_for(lambda: status_of(ticket) == Ticket.Status.ROUTING, timeout=300, message="the task to start")
+        tickets = create_batch(3)
+        wait_for(lambda: all(status_of(t) == Ticket.Status.ROUTING for t in tickets), timeout=300, message="the batch")
         os.killpg(worker.process.pid, signal.SIGKILL)  # main process and pool at once: nobody re-queues
         worker.process.wait(30)
-    assert status_of(ticket) == Ticket.Status.ROUTING  # stuck: its message is unacknowledged in Redis
-    assert not Prediction.objects.filter(ticket=ticket).exists()
+    purge_queues()  # the other tickets' messages are lost too (a Redis restart without its data)
+    # Stuck: one message unacknowledged in Redis, the jobs claimed by a run that no longer exists.
+    assert all(status_of(t) == Ticket.Status.ROUTING for t in tickets)
+    assert not Prediction.objects.exists()
+    ticket = tickets[0]
 
     fresh = {
         "TRIAGE_ROUTING_SCORER": "embedding",
@@ -96,9 +123,9 @@ def test_a_worker_killed_outright_leaves_the_ticket_to_a_fresh_worker_and_the_sw
         **NO_WARMING,
     }
     # The message the killed worker held waits in Redis for the visibility timeout; beat's sweeper
-    # re-sends the overdue routing job first.
+    # re-sends the overdue routing jobs once the dead run's lease is over, and one task takes them all.
     with celery_worker(queues="default,inference", extra_env=fresh, beat=True):
-        wait_for(lambda: status_of(ticket) in DONE, timeout=300, message="the sweeper's re-send to decide")
+        wait_for(lambda: decided_once(tickets), timeout=300, message="the sweeper's re-send to decide")
     ticket.refresh_from_db()
     assert ticket.routing_attempts == 2
-    assert Prediction.objects.filter(ticket=ticket).count() == 1
+    assert [Ticket.objects.get(pk=t.pk).routing_attempts for t in tickets] == [2, 2, 2]
