@@ -215,6 +215,7 @@ def run(label: str, rows: list[dict], env: dict[str, str], concurrency: int, tim
     from triage.models import Prediction, TicketJob
 
     print(f"[{label}] starting a worker ({env})", flush=True)
+    purge()  # what an earlier, interrupted run left in the queues
     log_path = REPO / ".data" / "bench" / f"burst-{label}.log"
     worker = Worker(concurrency, env, log_path)
     try:
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-tickets", type=int, help="tickets for the per-ticket run (default: --tickets)")
     parser.add_argument("--concurrency", type=int, default=2, help="pool processes (make worker: 2)")
     parser.add_argument("--batch-size", type=int, default=0, help="TRIAGE_INFERENCE_BATCH_SIZE (0: by device)")
+    parser.add_argument("--routing-scorer", default="auto", help="TRIAGE_ROUTING_SCORER (auto: the demo's)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds allowed per run")
     parser.add_argument("--out", default=str(HERE / "results" / "bench_burst.json"))
@@ -270,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tickets must be 1..100000, --concurrency >= 1, --batch-size >= 0")
     baseline_n = args.baseline_tickets or args.tickets
 
+    # A TERM (a timeout, a person) still stops the worker and purges the queues (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_start = os.getloadavg()
     (REPO / ".data" / "bench").mkdir(parents=True, exist_ok=True)
     setup_django()
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_database()
     stamp = str(time.time_ns())
-    common = {"TRIAGE_ROUTING_SCORER": "auto", "SEARCH_RERANK": "auto", "TRIAGE_ENV": settings.TRIAGE_ENV}
+    common = {"TRIAGE_ROUTING_SCORER": args.routing_scorer, "SEARCH_RERANK": "auto", "TRIAGE_ENV": settings.TRIAGE_ENV}
     batch_size = args.batch_size or default_batch_size(resolve_device())
     runs = {
         "batched": run(
@@ -319,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             "worker": f"celery worker -P prefork -c {args.concurrency} -Q inference,default (models warmed)",
             "batch_size": batch_size,
             "batch_wait_ms": settings.TRIAGE_INFERENCE_BATCH_WAIT_MS,
-            "routing": "TRIAGE_ROUTING_SCORER=auto (the demo's zero-shot serving configuration)",
+            "routing": f"TRIAGE_ROUTING_SCORER={args.routing_scorer}"
+            + (" (the demo's zero-shot serving configuration)" if args.routing_scorer == "auto" else ""),
             "rerank": "SEARCH_RERANK=auto",
             "tickets": "demo tickets and follow-up variations, created in one transaction via create_ticket",
             "timing": "from the commit that enqueues the burst to both jobs (route, suggest) of a ticket done",

@@ -4,6 +4,7 @@ what is still missing, so a redelivered message does no harm."""
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from celery.signals import worker_ready
@@ -103,16 +104,18 @@ def suggest_articles_task(self, ticket_id: int) -> int:
     Per-ticket work (``triage.work``): each ticket's job is marked done once its suggestions are stored;
     a failure leaves it to the sweeper. A database error gives the claims back before the retry.
     """
-    from triage.work import batch_options, claim_batch, claim_token, release_batch
+    from triage.work import batch_options, claim_batch, claim_token, record_batch, release_batch
 
     from .services import suggest_for_tickets
 
     token = claim_token(self.request.id)
-    ticket_ids = claim_batch(SUGGEST, ticket_id, token, **batch_options())
+    ticket_ids = claim_batch(SUGGEST, ticket_id, token, **batch_options(SUGGEST))
     if not ticket_ids:
         return 0
+    started = time.monotonic()
     try:
         stored = sum(len(rows) for rows in suggest_for_tickets(ticket_ids).values())
+        record_batch(SUGGEST, len(ticket_ids), time.monotonic() - started)
     except TRANSIENT_DB_ERRORS:
         try:
             release_batch(SUGGEST, ticket_ids, token)

@@ -19,6 +19,7 @@ decision.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -31,7 +32,16 @@ from mlops.inference.encoders import ModelUnavailable
 from . import routing
 from .models import Prediction
 from .signals import tickets_routed
-from .work import batch_options, claim_batch, claim_token, finish_work, register_work, release_batch, sweep_work
+from .work import (
+    batch_options,
+    claim_batch,
+    claim_token,
+    finish_work,
+    record_batch,
+    register_work,
+    release_batch,
+    sweep_work,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +98,13 @@ def route_ticket_task(self, ticket_id: int) -> str:
     token = claim_token(self.request.id)
     ticket_ids = [ticket_id]  # what a failure to claim gives up on after the last retry
     try:
-        ticket_ids = claim_batch(ROUTE, ticket_id, token, **batch_options())
+        ticket_ids = claim_batch(ROUTE, ticket_id, token, **batch_options(ROUTE))
         if not ticket_ids:
             return "nothing to do"
+        started = time.monotonic()
         try:
             outcomes = routing.route_tickets(ticket_ids)
+            record_batch(ROUTE, len(ticket_ids), time.monotonic() - started)
         except TRANSIENT_ERRORS:
             raise
         except Exception as exc:  # a bug or bad data: every ticket must still reach a person

@@ -207,11 +207,20 @@ def _claim(kind: str, ticket_id: int | None, token: str, limit: int, taken: list
     return claimed
 
 
-def batch_options() -> dict:
-    """``claim_batch``'s limit and wait from the settings: the batch size (by device unless set) and wait."""
-    from mlops.inference.batching import inference_batch_size
+def batch_options(kind: str) -> dict:
+    """``claim_batch``'s limit and wait: the batch size (by device unless set), lowered so that a batch of
+    ``kind`` ends well inside the task's time limit (``mlops.inference.batching.BatchPacer``), and the wait."""
+    from mlops.inference.batching import batch_pacer, inference_batch_size
 
-    return {"limit": inference_batch_size(), "wait_seconds": settings.TRIAGE_INFERENCE_BATCH_WAIT_MS / 1000}
+    limit = batch_pacer().limit(kind, inference_batch_size())
+    return {"limit": limit, "wait_seconds": settings.TRIAGE_INFERENCE_BATCH_WAIT_MS / 1000}
+
+
+def record_batch(kind: str, tickets: int, seconds: float) -> None:
+    """What a batch cost, for the size of the next one (``batch_options``)."""
+    from mlops.inference.batching import batch_pacer
+
+    batch_pacer().record(kind, tickets=tickets, seconds=seconds)
 
 
 def claim_batch(kind: str, ticket_id: int, token: str, *, limit: int, wait_seconds: float = 0.0) -> list[int]:

@@ -27,6 +27,16 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def fresh_pacer():
+    """Batch sizes here are the settings', not what earlier tests' batches cost this process."""
+    from mlops.inference import batching
+
+    batching._pacer = None
+    yield
+    batching._pacer = None
+
+
 def waiting(n: int, kind: str = "route", start: int = 0) -> list[int]:
     """``n`` tickets with an open, unsent ``kind`` job each (no broker involved), oldest first."""
     ids = []
@@ -137,6 +147,20 @@ def test_the_sweeper_leaves_a_claimed_job_alone_until_its_lease_is_over_then_sen
 
 
 # --- A batch routed by one task ------------------------------------------------------------------
+def test_a_batch_is_sized_to_end_well_inside_the_time_limit(settings):
+    from mlops.inference.batching import BATCH_TIME_SHARE, FIRST_BATCH, batch_pacer
+    from triage.work import batch_options, record_batch
+
+    settings.TRIAGE_INFERENCE_BATCH_SIZE = 64
+    settings.TRIAGE_INFERENCE_TIME_LIMIT = 300
+    assert batch_options("route")["limit"] == FIRST_BATCH  # nothing timed yet
+    record_batch("route", 8, 8 * 10.0)  # a busy CPU: 10 s a ticket, 60 s of budget
+    assert batch_pacer().budget == 300 * BATCH_TIME_SHARE
+    assert batch_options("route")["limit"] == 6
+    record_batch("suggest", 8, 8 * 0.1)
+    assert batch_options("suggest")["limit"] == 64  # the setting caps it
+
+
 def test_one_task_routes_every_waiting_ticket_and_closes_each_job(teams, embedding_routing):
     embedding_routing.TRIAGE_INFERENCE_BATCH_SIZE = 5
     ids = waiting(7)
