@@ -1,17 +1,17 @@
 """A burst of tickets through a real worker and Redis: micro-batched inference against the per-ticket path.
 
     TRIAGE_REDIS_PORT=6406 .venv/bin/python bench/bench_burst.py [--tickets 1000] [--baseline-tickets N]
-        [--concurrency 2] [--batch-size 0] [--skip-baseline]
+        [--concurrency N] [--batch-size 0] [--routing-scorer auto] [--skip-baseline]
 
 What it does, all on this machine:
 
 1. a database of its own (``triage_bench_burst`` on the embedded Postgres) with the demo's teams and
    knowledge base (articles indexed with the packaged embedder), built once and reused;
-2. a Celery worker as ``make worker`` starts one (prefork, ``--concurrency`` pool processes, queues
-   ``inference,default``, models warmed at process start) in the demo's zero-shot serving configuration
-   (``TRIAGE_ROUTING_SCORER=auto``: offline the NLI model cannot load and the ensemble of the packaged
-   bi-encoder and cross-encoder routes; suggestions with ``SEARCH_RERANK=auto``), warmed with a few
-   tickets first;
+2. the inference worker as ``make worker`` starts it (``config.workers``: prefork, one pool process
+   that loads the models, queues ``inference,default``; ``--concurrency`` changes the pool) in the
+   demo's zero-shot serving configuration (``TRIAGE_ROUTING_SCORER=auto``: offline the NLI model cannot
+   load and the ensemble of the packaged bi-encoder and cross-encoder routes; suggestions with
+   ``SEARCH_RERANK=auto``), warmed with a few tickets first;
 3. ``--tickets`` demo-like tickets (the 330 demo tickets, then variations of them) created through
    ``create_ticket`` in one transaction: at commit every ticket's routing and suggestion messages go to
    Redis at once. Timed from the commit until every ticket is routed (or in needs-triage) and has its
@@ -125,11 +125,14 @@ class Worker:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        command = [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "inference,default",
-            "-c", str(concurrency), "-P", "prefork", "-n", self.name,
-            "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-        ]  # fmt: skip
+        from config.workers import celery_args
+
+        # The production inference worker (``make worker``, docker-compose), under a name of its own.
+        args = celery_args("inference", data_dir=REPO / ".data")
+        args[args.index("-n") + 1] = self.name
+        if concurrency:
+            args[args.index("-c") + 1] = str(concurrency)
+        command = [sys.executable, "-m", "celery", "-A", "config", *args, "--loglevel", "INFO"]
         self.process = subprocess.Popen(
             command, cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -221,7 +224,7 @@ def run(label: str, rows: list[dict], env: dict[str, str], concurrency: int, tim
     try:
         worker.wait_ready()
         # Warm-up: models load in each pool process at start; a few tickets make sure both have served.
-        warm_ids, warm_commit = enqueue(demo_like(2 * concurrency, f"warm-{label}-{time.time_ns()}"))
+        warm_ids, warm_commit = enqueue(demo_like(2 * max(concurrency, 1), f"warm-{label}-{time.time_ns()}"))
         wait_done(warm_ids, warm_commit, f"{label} warm-up", timeout)
         purge()
         load_before = os.getloadavg()
@@ -261,15 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--baseline-tickets", type=int, help="tickets for the per-ticket run (default: --tickets)")
-    parser.add_argument("--concurrency", type=int, default=2, help="pool processes (make worker: 2)")
+    parser.add_argument("--concurrency", type=int, default=0, help="pool processes (0: make worker's, one)")
     parser.add_argument("--batch-size", type=int, default=0, help="TRIAGE_INFERENCE_BATCH_SIZE (0: by device)")
     parser.add_argument("--routing-scorer", default="auto", help="TRIAGE_ROUTING_SCORER (auto: the demo's)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds allowed per run")
     parser.add_argument("--out", default=str(HERE / "results" / "bench_burst.json"))
     args = parser.parse_args(argv)
-    if not 1 <= args.tickets <= 100_000 or args.concurrency < 1 or args.batch_size < 0:
-        parser.error("--tickets must be 1..100000, --concurrency >= 1, --batch-size >= 0")
+    if not 1 <= args.tickets <= 100_000 or args.concurrency < 0 or args.batch_size < 0:
+        parser.error("--tickets must be 1..100000, --concurrency >= 0, --batch-size >= 0")
     baseline_n = args.baseline_tickets or args.tickets
 
     # A TERM (a timeout, a person) still stops the worker and purges the queues (the finally blocks).
@@ -320,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_p95_s": baseline["p95_s"] if baseline else None,
         "runs": runs,
         "configuration": {
-            "worker": f"celery worker -P prefork -c {args.concurrency} -Q inference,default (models warmed)",
+            "worker": "config.workers inference: celery worker -Q inference,default -P prefork -c "
+            + f"{args.concurrency or 1} (models warmed in the pool process)",
             "batch_size": batch_size,
             "batch_wait_ms": settings.TRIAGE_INFERENCE_BATCH_WAIT_MS,
             "routing": f"TRIAGE_ROUTING_SCORER={args.routing_scorer}"
