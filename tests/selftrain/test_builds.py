@@ -34,6 +34,7 @@ def head_arrays(version: ModelVersion) -> dict[str, np.ndarray]:
         return {k: arrays[k] for k in arrays.files}
 
 
+@pytest.mark.slow  # embeds the stream with bge and fits a head: about a minute on a shared CPU
 def test_a_build_that_passes_every_guard_serves_and_one_that_fails_names_the_guard(
     selftrain_settings, admin_client_ada
 ):
@@ -77,6 +78,7 @@ def test_a_build_that_passes_every_guard_serves_and_one_that_fails_names_the_gua
     assert (check.fire, check.trigger) == (True, "teams") and "the teams changed since" in check.reason
 
 
+@pytest.mark.slow  # embeds the stream with bge and fits a head: about a minute on a shared CPU
 def test_agents_labels_judge_it_and_calibrate_it_but_never_shape_it(selftrain_settings):
     demo_teams(FOUR)
     tickets = store_demo_stream(FOUR)
@@ -135,6 +137,7 @@ def test_a_stream_in_another_language_is_refused(selftrain_settings):
     assert "the embedder cannot learn from it" in version.metrics["reason"]
 
 
+@pytest.mark.slow  # embeds the stream with bge and fits a head: about a minute on a shared CPU
 def test_a_team_no_ticket_is_confidently_about_is_refused(selftrain_settings):
     demo_teams(FOUR)
     Team.objects.create(
