@@ -117,8 +117,8 @@ def self_train_stream(
 
     ``progress(done, total)`` is called as the tickets are embedded (most of the time).
     """
-    config = config or SelfTrainingConfig()
     classes = validate_classes(classes)
+    config = (config or SelfTrainingConfig()).with_descriptions([bool(c.description.strip()) for c in classes])
     started = time.perf_counter()
     stream = prepare_stream(texts, len(classes), config)
     teacher = teacher or get_teacher()
