@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("", include("triage.urls")),
     path("kb/", include("search.urls")),
+    path("", include("tags.urls")),
     path("models/", include("learning.urls")),
 ]
 

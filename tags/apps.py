@@ -6,4 +6,6 @@ class TagsConfig(AppConfig):
     verbose_name = "Ticket tags"
 
     def ready(self) -> None:
-        from . import hooks  # noqa: F401  (scores tags in the routing micro-batch, see tags.hooks)
+        from . import dashboard, hooks  # noqa: F401  (hooks: scores tags in the routing micro-batch)
+
+        dashboard.register()  # tags on triage's queues and ticket page (triage.extensions)

@@ -17,6 +17,7 @@ from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, QuerySe
 
 from mlops.active import queue_order
 
+from .extensions import QUEUE_FILTERS, QUEUE_SORTS
 from .models import Correction, Prediction, Ticket
 
 # The same expression as the ``ticket_fulltext`` GIN index on Ticket: a query must repeat it exactly
@@ -59,6 +60,8 @@ class QueueParams:
     team: str = ""
     q: str = ""
     sort: str = DEFAULT_SORT
+    # A filter an app above triage registered (``triage.extensions``): ``tag=urgency/high``.
+    tag: str = ""
 
     @classmethod
     def from_query(cls, query) -> QueueParams:
@@ -68,16 +71,20 @@ class QueueParams:
         team = (query.get("team") or "").strip()[:64]
         q = (query.get("q") or "").strip()[:200]
         sort = query.get("sort") or (DEFAULT_SEARCH_SORT if q else DEFAULT_SORT)
-        if sort.lstrip("-") not in SORT_FIELDS or (sort.lstrip("-") == "relevance" and not q):
+        tag = (query.get("tag") or "").strip()[:130] if "tag" in QUEUE_FILTERS else ""
+        if sort.lstrip("-") not in (SORT_FIELDS.keys() | QUEUE_SORTS.keys()) or (
+            sort.lstrip("-") == "relevance" and not q
+        ):
             sort = DEFAULT_SEARCH_SORT if q else DEFAULT_SORT
         if (queue == LABEL_NEXT) != (sort == LABEL_NEXT_SORT):
             # Label next has one order (what teaches most); the other queues cannot use it.
             sort = LABEL_NEXT_SORT if queue == LABEL_NEXT else (DEFAULT_SEARCH_SORT if q else DEFAULT_SORT)
-        return cls(queue=queue, team=team, q=q, sort=sort)
+        return cls(queue=queue, team=team, q=q, sort=sort, tag=tag)
 
     @property
     def sort_field(self) -> str:
-        return SORT_FIELDS[self.sort.lstrip("-")]
+        name = self.sort.lstrip("-")
+        return SORT_FIELDS.get(name, name)  # a registered sort orders by the annotation of its name
 
     @property
     def descending(self) -> bool:
@@ -85,11 +92,12 @@ class QueueParams:
 
     def as_query(self, **overrides: str) -> str:
         """URL query string of these parameters (defaults left out), e.g. ``queue=mine&sort=-updated``."""
-        values = {"queue": self.queue, "team": self.team, "q": self.q, "sort": self.sort, **overrides}
+        values = {"queue": self.queue, "team": self.team, "q": self.q, "tag": self.tag, "sort": self.sort}
+        values |= overrides
         default_sort = (
             LABEL_NEXT_SORT if values["queue"] == LABEL_NEXT else DEFAULT_SEARCH_SORT if values["q"] else DEFAULT_SORT
         )
-        defaults = {"queue": DEFAULT_QUEUE, "team": "", "q": "", "sort": default_sort}
+        defaults = {"queue": DEFAULT_QUEUE, "team": "", "q": "", "tag": "", "sort": default_sort}
         return urlencode({k: v for k, v in values.items() if v and v != defaults.get(k)})
 
 
@@ -118,10 +126,19 @@ def queue_tickets(params: QueueParams, user) -> QuerySet[Ticket]:
         tickets = tickets.filter(pk__in=order).annotate(position=_positions(order))
     if params.team and params.queue != LABEL_NEXT:  # there, the team is the predicted one (label_next_order)
         tickets = tickets.filter(team__slug=params.team)
-    tickets = with_latest_prediction(tickets)
+    if params.tag:
+        tickets = QUEUE_FILTERS["tag"](tickets, params.tag)
+    tickets = _annotate(tickets, params)
     if params.q:
         tickets = _search(tickets, params.q)
     return tickets.order_by(*_ordering(params))
+
+
+def _annotate(tickets: QuerySet[Ticket], params: QueueParams) -> QuerySet[Ticket]:
+    """The latest routing decision, and the value a registered sort orders by."""
+    tickets = with_latest_prediction(tickets)
+    extra = QUEUE_SORTS.get(params.sort.lstrip("-"))
+    return extra.annotate(tickets) if extra is not None else tickets
 
 
 def label_next_order(*, team: str = "", pool: int = LABEL_NEXT_POOL) -> list[int]:
@@ -199,7 +216,7 @@ def neighbour(params: QueueParams, user, ticket: Ticket, *, forward: bool = True
     if params.queue == LABEL_NEXT:
         return _label_next_neighbour(tickets, ticket, forward=forward)
     name = params.sort_field
-    anchor = with_latest_prediction(Ticket.objects.filter(pk=ticket.pk))
+    anchor = _annotate(Ticket.objects.filter(pk=ticket.pk), params)
     if name == "rank":
         anchor = _search(anchor, params.q)
     if not anchor.exists():

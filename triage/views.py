@@ -26,6 +26,7 @@ from search.services import record_suggestion_feedback, request_suggestions, ret
 
 from . import services
 from .actions import assign_ticket, resolve_ticket
+from .extensions import QUEUE_FILTER_CHOICES, QUEUE_ROWS, QUEUE_SORTS, TICKET_PANELS
 from .forms import ArticleFeedbackForm, CorrectForm, NewTicketForm, ReassignForm, active_teams
 from .models import Correction, Prediction, Team, Ticket
 from .queues import LABEL_NEXT, QUEUES, QueueParams, label_next_order, neighbour, queue_tickets
@@ -48,6 +49,9 @@ SORTABLE = [("created", "Created"), ("updated", "Updated"), ("confidence", "Conf
 def queue(request: HttpRequest) -> HttpResponse:
     params = QueueParams.from_query(request.GET)
     page = Paginator(queue_tickets(params, request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    for decorate in QUEUE_ROWS:  # what apps above triage show in the rows (tags), one query per page
+        decorate(page.object_list)
     counts = _queue_counts(request.user)
     context = {
         "params": params,
@@ -64,7 +68,10 @@ def queue(request: HttpRequest) -> HttpResponse:
             for name, label in QUEUES.items()
         ],
         "teams": active_teams(),
+        "tag_choices": QUEUE_FILTER_CHOICES["tag"]() if "tag" in QUEUE_FILTER_CHOICES else [],
         "columns": _columns(params),
+        # Registered sorts head the columns their app adds (tags: urgency heads the tags column).
+        "extra_columns": _columns(params, [(name, extra.label) for name, extra in QUEUE_SORTS.items()]),
         "pages": [(n, params.as_query(page=str(n))) for n in _page_numbers(page)],
         "previous_query": params.as_query(page=str(page.previous_page_number())) if page.has_previous() else "",
         "next_query": params.as_query(page=str(page.next_page_number())) if page.has_next() else "",
@@ -84,10 +91,10 @@ def _queue_counts(user) -> dict[str, int]:
     ) | {LABEL_NEXT: len(label_next_order())}
 
 
-def _columns(params: QueueParams) -> list[dict]:
+def _columns(params: QueueParams, sortable: list[tuple[str, str]] = SORTABLE) -> list[dict]:
     """Sortable column headers: clicking the active one flips its direction."""
     columns = []
-    for name, label in SORTABLE:
+    for name, label in sortable:
         if params.queue == LABEL_NEXT:  # one order only: what teaches most
             columns.append({"name": name, "label": label, "query": "", "direction": ""})
             continue
@@ -123,6 +130,8 @@ def ticket_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **_history_context(ticket),
         "params": params,
         "queue_query": params.as_query(),
+        # HTML of the panels apps above triage add (tags); each escapes what it renders.
+        "panels": [panel(request, ticket) for panel in TICKET_PANELS],
         "reassign_form": ReassignForm(
             initial={"assignee": ticket.assignee_id, "team": ticket.team.slug if ticket.team else None}
         ),

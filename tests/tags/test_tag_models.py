@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
-from tags.models import Tag, TagChange, TagLabel, TagPrediction, TagSet
+from tags.models import Tag, TagChange, TagLabel, TagSet
 from tags.services import (
     add_tag,
     archive_tag,
@@ -19,6 +19,7 @@ from tags.services import (
     set_tag_set_kind,
     set_tag_threshold,
 )
+from tests.tags.builders import predict_tag
 from triage.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -34,18 +35,7 @@ def _ticket() -> Ticket:
     return Ticket.objects.create(subject="Heating off", body="The thermostat is offline and the house is cold.")
 
 
-def _predict(ticket: Ticket, tag: Tag, probability: float = 0.8) -> TagPrediction:
-    return TagPrediction.objects.create(
-        ticket=ticket,
-        tag=tag,
-        probability=probability,
-        raw_score=0.41,
-        threshold=tag.threshold,
-        is_set=probability >= tag.threshold,
-        scorer="embedding",
-        scorer_version="test",
-        calibration="dev",
-    )
+_predict = predict_tag
 
 
 def test_it_creates_a_tag_set_with_its_tags_and_an_audit_row():
