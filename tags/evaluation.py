@@ -171,6 +171,8 @@ def evaluate(
         dev_probs = calibrated(dev_scores.features, fitted, spec.single_label)
         thresholds = choose_tag_thresholds(dev_probs, dev.y, spec.single_label, target_precision)
         source = "dev"
+        # One calibration for every tag of the set at once: what a new tag of this kind starts with.
+        pooled = {**fit_logistic_calibration(dev_scores.features.ravel(), dev.y.ravel()), "source": "pooled-dev"}
     else:
         probs = scores.probabilities
         thresholds = [t.threshold for t in spec.tags]
@@ -210,6 +212,7 @@ def evaluate(
         report["accuracy_before_calibration"] = float((truth == scores.native.argmax(axis=1)).mean())
         report["set_macro_f1"] = macro_f1(truth.tolist(), guess.tolist())
     if fitted is not None:
+        report["pooled_calibration"] = pooled
         report["fitted"] = {
             t.slug: {"calibration": c, "threshold": th} for t, c, th in zip(spec.tags, fitted, thresholds, strict=True)
         }
