@@ -184,3 +184,6 @@ def test_the_demo_tag_sets_load_and_loading_again_adds_nothing():
         sets["topics"].tags.values_list("slug", flat=True)
     )
     assert Tag.objects.count() == 3 + 3 + 4 + 5
+    # Offline scores are never shown raw: every zero-shot demo tag ships a calibration fitted on dev.
+    for tag in Tag.objects.exclude(tag_set__method="language"):
+        assert tag.calibration["ensemble"]["method"] == "logistic" and tag.calibration["ensemble"]["source"] == "dev"
