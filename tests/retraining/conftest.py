@@ -31,5 +31,3 @@ def teams(db):
 def artifacts(settings, tmp_path):
     settings.TRIAGE_ARTIFACTS_DIR = tmp_path / "artifacts"
     return settings.TRIAGE_ARTIFACTS_DIR
-
-

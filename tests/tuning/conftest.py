@@ -13,5 +13,3 @@ def teams(db):
 @pytest.fixture
 def history(db):
     return build_history()
-
-
