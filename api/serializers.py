@@ -8,6 +8,8 @@ from rest_framework import serializers
 from mlops.models import ModelVersion
 from search.deflection import MAX_LIMIT
 from search.models import Article, Suggestion
+from tags.dashboard import find_tag, serialize_states, tag_key, tag_states
+from tags.models import Tag, TagLabel
 from triage.models import BODY_MAX, SUBJECT_MAX, Correction, Prediction, Team, Ticket
 from triage.services import EXTERNAL_ID_MAX, REQUESTER_MAX
 
@@ -123,9 +125,21 @@ class LabelSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "from_team", "to_team", "to_team_slug", "agent", "source", "created_at"]
 
 
+class TicketTagSerializer(serializers.Serializer):
+    tag = serializers.CharField(help_text="The tag as set/tag, e.g. urgency/high.")
+    tag_set = serializers.CharField()
+    name = serializers.CharField()
+    probability = serializers.FloatField(allow_null=True, help_text="Latest calibrated probability; null if unscored.")
+    is_set = serializers.BooleanField(
+        help_text="An agent's latest label if any, else the prediction at or above the tag's threshold."
+    )
+    by_agent = serializers.BooleanField(help_text="Whether an agent's label decides is_set.")
+
+
 class TicketSerializer(serializers.ModelSerializer):
     team = TeamBriefSerializer(read_only=True, allow_null=True)
     decision = serializers.SerializerMethodField(help_text="Decision of the latest routing, null before routing.")
+    tags = serializers.SerializerMethodField(help_text="Scored or labelled tags of active tag sets.")
 
     class Meta:
         model = Ticket
@@ -139,6 +153,7 @@ class TicketSerializer(serializers.ModelSerializer):
             "status",
             "team",
             "decision",
+            "tags",
             "created_at",
             "updated_at",
             "resolved_at",
@@ -146,6 +161,37 @@ class TicketSerializer(serializers.ModelSerializer):
 
     def get_decision(self, ticket) -> str | None:
         return getattr(ticket, "latest_decision", None)
+
+    @extend_schema_field(TicketTagSerializer(many=True))
+    def get_tags(self, ticket) -> list[dict]:
+        # A list passes the page's states in the context (two queries for the page, none per row).
+        states = self.context.get("tag_states")
+        if states is None or ticket.pk not in states:
+            states = tag_states([ticket.pk])
+        return serialize_states(states[ticket.pk])
+
+
+class TagChangeSerializer(serializers.Serializer):
+    tag = serializers.CharField(max_length=130, help_text="The tag as set/tag, e.g. topics/security.")
+    action = serializers.ChoiceField(choices=TagLabel.Action.choices)
+
+    def validate_tag(self, value: str) -> Tag:
+        tag = find_tag(value)
+        if tag is None:
+            raise serializers.ValidationError(f"Unknown tag {value!r}; name it as tag_set/tag, e.g. urgency/high.")
+        return tag
+
+
+class TagLabelSerializer(serializers.ModelSerializer):
+    tag = serializers.SerializerMethodField()
+    agent = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TagLabel
+        fields = ["id", "tag", "action", "prediction", "agent", "source", "created_at"]
+
+    def get_tag(self, label) -> str:
+        return tag_key(label.tag)
 
 
 class TicketDetailSerializer(TicketSerializer):

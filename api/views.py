@@ -18,6 +18,7 @@ from mlops.models import ModelVersion
 from search import services as search_services
 from search.deflection import deflect
 from search.models import Article
+from tags.dashboard import change_tag, tag_states
 from triage.models import Correction, Prediction, Team, Ticket
 from triage.services import accept_routing, correct_routing, create_ticket
 from triage.team_services import set_team_routing
@@ -35,6 +36,8 @@ from .serializers import (
     DeflectRequestSerializer,
     LabelSerializer,
     ModelVersionSerializer,
+    TagChangeSerializer,
+    TagLabelSerializer,
     TeamRoutingSerializer,
     TeamSerializer,
     TicketCreateSerializer,
@@ -117,6 +120,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
             "create": TicketCreateSerializer,
             "correct": CorrectionSerializer,
             "article_feedback": ArticleFeedbackSerializer,
+            "change_tag": TagChangeSerializer,
         }.get(self.action, TicketSerializer)
 
     def get_queryset(self):
@@ -150,7 +154,8 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         if "created_before" in wanted:
             tickets = tickets.filter(created_at__lt=wanted["created_before"])
         page = self.paginate_queryset(tickets)
-        return self.get_paginated_response(TicketSerializer(page, many=True).data)
+        context = {"tag_states": tag_states(t.pk for t in page)}
+        return self.get_paginated_response(TicketSerializer(page, many=True, context=context).data)
 
     @extend_schema(
         summary="Create a ticket",
@@ -249,6 +254,21 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         if not search_services.retract_suggestion_feedback(ticket, article, agent=request.user):
             raise NotFound("You have no mark on this article for this ticket.")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Add or remove a tag on the ticket, as an agent (recorded as a tag label)",
+        request=TagChangeSerializer,
+        responses={201: TagLabelSerializer(many=True)},
+    )
+    @action(detail=True, methods=["post"], url_path="tags")
+    def change_tag(self, request, pk=None):
+        """Returns the labels recorded: adding a tag of a single-label set also removes the one set before."""
+        ticket = self.get_object()
+        serializer = TagChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tag, action_ = serializer.validated_data["tag"], serializer.validated_data["action"]
+        labels = change_tag(ticket, tag, action_, agent=request.user, source="api")
+        return Response(TagLabelSerializer(labels, many=True).data, status=status.HTTP_201_CREATED)
 
 
 class DeflectView(APIView):

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Case, FloatField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.template.loader import render_to_string
 
 from triage import extensions
 
 from .models import Tag, TagLabel, TagPrediction, TagSet
+from .services import record_tag_label
 
 # The tag whose probability orders a queue by urgency ("most urgent first").
 URGENT_TAG = ("urgency", "high")
@@ -65,6 +67,21 @@ def find_tag(key: str) -> Tag | None:
     return Tag.objects.select_related("tag_set").filter(tag_set__slug=set_slug, slug__iexact=slug).first()
 
 
+def serialize_states(states: dict[int, TagState]) -> list[dict[str, Any]]:
+    """A ticket's tags for the API: every scored or labelled tag, with its probability and set flag."""
+    return [
+        {
+            "tag": s.key,
+            "tag_set": s.tag.tag_set.slug,
+            "name": s.name,
+            "probability": s.probability,
+            "is_set": s.is_set,
+            "by_agent": s.by_agent,
+        }
+        for s in sorted(states.values(), key=lambda s: (s.tag.tag_set.slug, s.tag.slug))
+    ]
+
+
 def tag_states(ticket_ids: Iterable[int]) -> dict[int, dict[int, TagState]]:
     """Each ticket's tags (current tags of active sets) with their latest prediction and label: two queries."""
     ids = list(ticket_ids)
@@ -102,6 +119,20 @@ def ticket_tag_groups(ticket: Any) -> list[dict[str, Any]]:
 
 def set_tags(states: dict[int, TagState]) -> list[TagState]:
     return sorted((s for s in states.values() if s.is_set), key=lambda s: (s.set_name, s.name))
+
+
+@transaction.atomic
+def change_tag(ticket: Any, tag: Tag, action: str, *, agent, source: str) -> list[TagLabel]:
+    """Record an agent's add or remove. Adding a tag of a single-label set also removes the set's tag
+    that is set now, so that the labels say the same as what the agent sees (one tag per set)."""
+    labels = []
+    if action == TagLabel.Action.ADD and tag.tag_set.single_label:
+        states = tag_states([ticket.pk])[ticket.pk]
+        for other in states.values():
+            if other.tag.tag_set_id == tag.tag_set_id and other.tag.pk != tag.pk and other.is_set:
+                labels.append(record_tag_label(ticket, other.tag, TagLabel.Action.REMOVE, agent=agent, source=source))
+    labels.append(record_tag_label(ticket, tag, action, agent=agent, source=source))
+    return labels
 
 
 # --- Queue plug-ins ----------------------------------------------------------------------------------------

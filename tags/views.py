@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -14,9 +13,8 @@ from triage.models import Ticket
 from triage.queues import QueueParams
 from triage.roles import agent_required
 
-from .dashboard import tag_states, ticket_panel
+from .dashboard import change_tag, ticket_panel
 from .models import Tag, TagLabel
-from .services import record_tag_label
 
 
 @require_GET
@@ -24,20 +22,6 @@ from .services import record_tag_label
 def ticket_tags(request: HttpRequest, pk: int) -> HttpResponse:
     """The tags panel; reloaded when routing (which scores the tags) finishes."""
     return HttpResponse(ticket_panel(request, get_object_or_404(Ticket, pk=pk)))
-
-
-@transaction.atomic
-def change_tag(ticket: Ticket, tag: Tag, action: str, *, agent, source: str) -> list[TagLabel]:
-    """Record an agent's add or remove. Adding a tag of a single-label set also removes the set's tag
-    that is set now, so that the labels say the same as what the agent sees (one tag per set)."""
-    labels = []
-    if action == TagLabel.Action.ADD and tag.tag_set.single_label:
-        states = tag_states([ticket.pk])[ticket.pk]
-        for other in states.values():
-            if other.tag.tag_set_id == tag.tag_set_id and other.tag.pk != tag.pk and other.is_set:
-                labels.append(record_tag_label(ticket, other.tag, TagLabel.Action.REMOVE, agent=agent, source=source))
-    labels.append(record_tag_label(ticket, tag, action, agent=agent, source=source))
-    return labels
 
 
 @require_POST

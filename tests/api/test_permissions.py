@@ -7,6 +7,7 @@ import pytest
 from api.models import ApiToken
 from search.models import Article
 from tests.api.conftest import caller_for
+from tests.tags.builders import make_tag_sets
 
 NEW_TICKET = {"subject": "Refund", "body": "Please refund order 1234."}
 
@@ -19,6 +20,7 @@ def requests(ticket, team, article, version):
         "tickets.detail": ("get", f"/api/tickets/{ticket.pk}/", None),
         "tickets.correct": ("post", f"/api/tickets/{ticket.pk}/correct/", {"team": team.slug}),
         "tickets.accept": ("post", f"/api/tickets/{ticket.pk}/accept/", {}),
+        "tickets.tags": ("post", f"/api/tickets/{ticket.pk}/tags/", {"tag": "topics/security", "action": "add"}),
         "tickets.feedback": (
             "post",
             f"/api/tickets/{ticket.pk}/article-feedback/",
@@ -46,6 +48,7 @@ AGENT_ENDPOINTS = {
     "tickets.detail",
     "tickets.correct",
     "tickets.accept",
+    "tickets.tags",
     "tickets.feedback",
     "tickets.feedback.retract",
     "deflect",
@@ -70,6 +73,7 @@ INTAKE = {"tickets.create", "deflect"}  # what a portal or e-mail gateway does: 
 @pytest.fixture
 def world(ticket, teams, champion):
     article = Article.objects.create(title="Card payments", body="Cards are charged at checkout.")
+    make_tag_sets()
     return requests(ticket, teams["billing"], article, champion)
 
 

@@ -10,9 +10,10 @@ from tests.api.realistic import SUGGESTIONS_PER_TICKET, build_help_desk
 from triage.models import Correction, Ticket
 
 # The token with its user and groups (roles) in one query, then the view's own: the count and the page, or
-# the ticket, its labels, its latest decision and its suggestions; none per row.
-LIST_QUERIES = 3
-DETAIL_QUERIES = 5
+# the ticket, its labels, its latest decision and its suggestions; and the page's (or the ticket's) tag
+# predictions and tag labels: none per row.
+LIST_QUERIES = 5
+DETAIL_QUERIES = 7
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from api.models import ApiToken
 from config.wsgi import application
 from mlops.models import ModelVersion
 from search.models import Article, Suggestion
+from tags.services import archive_tag
 from tests.api.conftest import decide
+from tests.tags.builders import make_tag_sets, predict_tags, tag
 from triage.models import Team, Ticket
 
 
@@ -39,6 +41,7 @@ def test_the_schema_is_served_as_openapi_3_and_names_the_token_scheme(client, db
         "/api/tickets/{id}/",
         "/api/tickets/{id}/accept/",
         "/api/tickets/{id}/correct/",
+        "/api/tickets/{id}/tags/",
         "/api/tickets/{id}/article-feedback/",
         "/api/teams/",
         "/api/articles/",
@@ -117,6 +120,9 @@ def seeded(db, admin_ada, keep_test_connection) -> dict:
     decide(ticket, team, "suggested", version)
     article = Article.objects.create(title="t", body="b")
     Suggestion.objects.create(ticket=ticket, article=article, score=0.5, rank=1)
+    make_tag_sets()  # so that fuzzed tag changes can name real tags (and archived or unknown ones)
+    archive_tag(tag("topics/outage"))
+    predict_tags(ticket, {"urgency/high": 0.7, "topics/security": 0.4})
     return {
         "secret": ApiToken.issue(admin_ada, name="schemathesis", scope="admin")[1],
         "ids": {
@@ -152,6 +158,7 @@ def test_schemathesis_run_with_every_check_and_phase_finds_nothing_on_the_live_s
     ticket = Ticket.objects.create(subject="s", body="b")
     decide(ticket, team, "suggested", version)
     Suggestion.objects.create(ticket=ticket, article=Article.objects.create(title="t", body="b"), score=0.5, rank=1)
+    make_tag_sets()
     secret = ApiToken.issue(admin_ada, name="schemathesis", scope="admin")[1]
     # Run from the repository root so that schemathesis.toml is read.
     command = [str(Path(sys.executable).parent / "st"), "run", f"{live_server.url}/api/schema/"]
