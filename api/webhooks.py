@@ -63,18 +63,22 @@ def verify_signature(secret: str, timestamp: str, body: bytes, signature: str, *
     return age <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+def ticket_part(ticket: Ticket) -> dict:
+    return {
+        "id": ticket.pk,
+        "external_id": ticket.external_id,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "channel": ticket.channel,
+        "team": {"id": ticket.team.pk, "slug": ticket.team.slug} if ticket.team_id else None,
+        "url": f"{settings.SITE_URL.rstrip('/')}/api/tickets/{ticket.pk}/",
+    }
+
+
 def ticket_payload(ticket: Ticket, prediction: Prediction) -> dict:
     team = prediction.chosen_team
     return {
-        "ticket": {
-            "id": ticket.pk,
-            "external_id": ticket.external_id,
-            "subject": ticket.subject,
-            "status": ticket.status,
-            "channel": ticket.channel,
-            "team": {"id": ticket.team.pk, "slug": ticket.team.slug} if ticket.team_id else None,
-            "url": f"{settings.SITE_URL.rstrip('/')}/api/tickets/{ticket.pk}/",
-        },
+        "ticket": ticket_part(ticket),
         "prediction": {
             "id": prediction.pk,
             "decision": prediction.decision,
@@ -100,6 +104,54 @@ def queue_ticket_event(ticket: Ticket, prediction: Prediction) -> list[WebhookDe
         for delivery in deliveries:
             transaction.on_commit(lambda pk=delivery.pk: enqueue_delivery(pk))
     return deliveries
+
+
+def queue_tagged_events(ticket_ids: list[int]) -> list[WebhookDelivery]:
+    """``ticket.tagged`` for each alerting tag now set on these tickets, once per ticket and tag: an
+    endpoint that already has a delivery of it (whatever its state) gets none again."""
+    from tags.dashboard import alerting, tag_states
+
+    endpoints = list(WebhookEndpoint.objects.filter(active=True, events__contains=[Event.TICKET_TAGGED]))
+    if not endpoints:
+        return []
+    deliveries = []
+    tickets = Ticket.objects.select_related("team").in_bulk(ticket_ids)
+    for ticket_id, states in tag_states(ticket_ids).items():
+        for state in states.values():
+            if not (state.is_set and alerting(state.tag)) or ticket_id not in tickets:
+                continue
+            ticket = tickets[ticket_id]
+            payload = {
+                "ticket": ticket_part(ticket),
+                "tag": {"tag": state.key, "name": state.name, "probability": state.probability,
+                        "by_agent": state.by_agent},
+            }  # fmt: skip
+            with transaction.atomic():
+                # Serialise senders for this ticket, so two batches cannot both find no delivery yet.
+                Ticket.objects.select_for_update().filter(pk=ticket_id).first()
+                for endpoint in endpoints:
+                    sent = WebhookDelivery.objects.filter(
+                        endpoint=endpoint,
+                        event=Event.TICKET_TAGGED,
+                        payload__ticket__id=ticket_id,
+                        payload__tag__tag=state.key,
+                    )
+                    if sent.exists():
+                        continue
+                    delivery = WebhookDelivery.objects.create(
+                        endpoint=endpoint, event=Event.TICKET_TAGGED, payload=payload
+                    )
+                    transaction.on_commit(lambda pk=delivery.pk: enqueue_delivery(pk))
+                    deliveries.append(delivery)
+    return deliveries
+
+
+def on_tags_changed(sender, ticket_ids: list[int], **kwargs) -> None:
+    """``tags.signals.tags_changed`` receiver (after commit). A webhook problem never fails the change."""
+    try:
+        queue_tagged_events(ticket_ids)
+    except Exception:
+        logger.exception("could not queue ticket.tagged webhooks for tickets %s", ticket_ids)
 
 
 def on_ticket_decided(sender, ticket: Ticket, prediction: Prediction, **kwargs) -> None:

@@ -20,9 +20,15 @@ from triage import extensions
 
 from .models import Tag, TagLabel, TagPrediction, TagSet
 from .services import record_tag_label
+from .signals import tags_changed
 
 # The tag whose probability orders a queue by urgency ("most urgent first").
 URGENT_TAG = ("urgency", "high")
+
+
+def alerting(tag: Tag) -> bool:
+    """Tags automations hear about when they become set (``ticket.tagged``): high urgency, security."""
+    return (tag.tag_set.slug, tag.slug) == URGENT_TAG or tag.slug == "security"
 
 
 @dataclass
@@ -132,6 +138,7 @@ def change_tag(ticket: Any, tag: Tag, action: str, *, agent, source: str) -> lis
             if other.tag.tag_set_id == tag.tag_set_id and other.tag.pk != tag.pk and other.is_set:
                 labels.append(record_tag_label(ticket, other.tag, TagLabel.Action.REMOVE, agent=agent, source=source))
     labels.append(record_tag_label(ticket, tag, action, agent=agent, source=source))
+    transaction.on_commit(lambda: tags_changed.send_robust(sender=change_tag, ticket_ids=[ticket.pk]))
     return labels
 
 

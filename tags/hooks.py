@@ -14,11 +14,15 @@ logger = logging.getLogger(__name__)
 
 
 def on_tickets_routed(sender, ticket_ids: list[int], **kwargs) -> None:
+    from django.db import transaction
+
     from triage.models import Ticket
 
     from .scoring import score_tags
+    from .signals import tags_changed
 
     score_tags(Ticket.objects.filter(pk__in=ticket_ids).order_by("pk"))
+    transaction.on_commit(lambda: tags_changed.send_robust(sender=on_tickets_routed, ticket_ids=list(ticket_ids)))
 
 
 tickets_routed.connect(on_tickets_routed, dispatch_uid="tags.hooks.on_tickets_routed")
