@@ -13,5 +13,3 @@ def teams(db):
 @pytest.fixture
 def model_version(db):
     return make_model_version()
-
-
