@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Prefetch, Subquery
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -187,7 +187,10 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
             return (status.HTTP_201_CREATED if created else status.HTTP_200_OK), body, ticket
 
         if key is None:
-            code, body, _ticket = create()
+            # The answer is built before the ticket commits: a database that fails in between rolls the
+            # ticket back and answers 503, so a client's retry never stores it twice.
+            with transaction.atomic():
+                code, body, _ticket = create()
             return Response(body, status=code)
         try:
             outcome = services.run_once(request.user, key, services.request_fingerprint(request.data), create)
@@ -207,6 +210,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         responses={201: LabelSerializer},
     )
     @action(detail=True, methods=["post"])
+    @transaction.atomic  # the answer is built before the label commits (see create)
     def accept(self, request, pk=None):
         label = accept_routing(self.get_object(), agent=request.user, source="api")
         return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED)
@@ -216,6 +220,7 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         responses={201: LabelSerializer},
     )
     @action(detail=True, methods=["post"])
+    @transaction.atomic  # the answer is built before the label commits (see create)
     def correct(self, request, pk=None):
         ticket = self.get_object()
         serializer = CorrectionSerializer(data=request.data)

@@ -21,6 +21,32 @@ def test_an_integration_creates_a_ticket_with_201(integration_api, integrator_iv
     assert body["status"] == "new" and body["decision"] is None and body["team"] is None
 
 
+def test_a_database_failing_while_the_answer_is_built_stores_nothing_so_a_retry_stores_it_once(agent_api, db):
+    """The fault run caught this: Postgres dying after the ticket committed but before its answer was read
+    back gave a 503, and the client's retry stored the ticket a second time. The answer is now built inside
+    the ticket's transaction. Here the database fails on the first read after the insert."""
+    from django.db import OperationalError, connection
+
+    inserted = []
+
+    def fail_after_insert(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("INSERT") and '"triage_ticket"' in sql:
+            inserted.append(True)
+        elif inserted and sql.lstrip().upper().startswith("SELECT"):
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail_after_insert):
+        failed = agent_api.post("/api/tickets/", {"subject": "Refund", "body": "Please refund order 77."})
+    assert inserted and failed.status_code == 503, failed.content
+    assert failed.json()["code"] == "service_unavailable"
+    assert not Ticket.objects.filter(subject="Refund").exists()
+
+    retried = agent_api.post("/api/tickets/", {"subject": "Refund", "body": "Please refund order 77."})
+    assert retried.status_code == 201
+    assert Ticket.objects.filter(subject="Refund").count() == 1
+
+
 def test_a_subjectless_chat_ticket_takes_its_first_line_as_subject(agent_api, db):
     response = agent_api.post("/api/tickets/", {"body": "Where is my parcel?\nOrdered last week.", "channel": "chat"})
     assert response.status_code == 201
