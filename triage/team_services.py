@@ -206,6 +206,9 @@ def describe_team(
 
 
 def _start_zero_shot_version() -> None:
+    from config.celery import send_or_defer
+
     from .tasks import start_zero_shot_version_task
 
-    start_zero_shot_version_task.delay()
+    # With the broker down nothing is lost: routing creates the version on its next ticket.
+    send_or_defer(start_zero_shot_version_task)

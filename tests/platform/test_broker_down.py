@@ -95,3 +95,19 @@ def test_after_redis_restarts_healthz_checks_the_workers_again_instead_of_failin
     checks = client.get("/healthz").json()["checks"]
     assert checks["redis"]["ok"] is True
     assert "error" not in checks["workers"], checks["workers"]
+
+
+def test_with_redis_down_an_admin_still_saves_a_team_description(admin_ada):
+    """The new zero-shot version is only sent to a worker to show it at once; with the broker down the
+    description is saved (and audited) all the same, and routing makes the version on its next ticket."""
+    from triage.models import Team, TeamChange
+    from triage.team_services import describe_team
+
+    team = Team.objects.create(slug="billing", name="Billing")
+    purge_queues()
+    with redis_down():
+        changes = describe_team(team, description="Invoices, refunds and failed card payments.", user=admin_ada)
+    team.refresh_from_db()
+    assert team.description == "Invoices, refunds and failed card payments."
+    assert [c.field for c in changes] == ["description"] and TeamChange.objects.count() == 1
+    assert queue_length("inference") == 0
