@@ -368,8 +368,9 @@ def margin_after(first, **kw):
     return strategy
 
 
-def shipped(learner: Learner, budget: int, oracle, seed: int, rounds: int = 8) -> list[int]:
-    """``mlops.active.cluster_margin`` as ``learning_curve --strategy uncertainty`` calls it."""
+def in_rounds(learner: Learner, budget: int, oracle, seed: int, rounds: int, pick) -> list[int]:
+    """``budget`` labels asked in ``rounds`` rounds; each round refits, then ``pick(p, n, given, seed)``
+    chooses ``n`` rows of the pool left (``p``: its class probabilities)."""
     chosen: list[int] = []
     given: list[int] = []
     for r in range(rounds):
@@ -378,34 +379,33 @@ def shipped(learner: Learner, budget: int, oracle, seed: int, rounds: int = 8) -
             break
         rest = np.setdiff1d(np.arange(len(learner.pool)), chosen)
         p = learner.probabilities(learner.pool[rest], chosen, given)
-        for j in active.cluster_margin(p, batch=n, groups=p.argmax(axis=1).tolist(), limit=n, seed=seed + r):
+        for j in pick(p, n, given, seed + r):
             chosen.append(int(rest[j]))
             given.append(oracle(int(rest[j])))
     return chosen
+
+
+def shipped(learner: Learner, budget: int, oracle, seed: int, rounds: int = 8) -> list[int]:
+    """``mlops.active.cluster_margin`` as ``learning_curve --strategy uncertainty`` calls it."""
+
+    def pick(p, n, given, seed):
+        return active.cluster_margin(p, batch=n, groups=p.argmax(axis=1).tolist(), limit=n, seed=seed)
+
+    return in_rounds(learner, budget, oracle, seed, rounds, pick)
 
 
 def spread_cm(learner: Learner, budget: int, oracle, seed: int, rounds: int = 8, mult: int = 5) -> list[int]:
     """Cluster-margin whose candidates come in the spread order (one per predicted class in turn,
     classes with the fewest labels first) instead of the global margin order."""
-    chosen: list[int] = []
-    given: list[int] = []
-    for r in range(rounds):
-        n = -(-(budget - len(chosen)) // (rounds - r))
-        if n <= 0:
-            break
-        rest = np.setdiff1d(np.arange(len(learner.pool)), chosen)
-        p = learner.probabilities(learner.pool[rest], chosen, given)
-        predicted = p.argmax(axis=1).tolist()
-        m = active.margins(p)
+
+    def pick(p, n, given, seed):
         counts = np.bincount(given, minlength=p.shape[1]) if given else np.zeros(p.shape[1], int)
         fewest = sorted(range(p.shape[1]), key=lambda c: counts[c])
-        candidates = np.array(active.spread_by_class(predicted, m.tolist(), limit=mult * n, first=fewest))
-        feats = np.sqrt(p[candidates])
-        picks = active._central_per_cluster(feats, n, seed + r)
-        for j in candidates[picks][:n]:
-            chosen.append(int(rest[j]))
-            given.append(oracle(int(rest[j])))
-    return chosen
+        margins = active.margins(p).tolist()
+        candidates = np.array(active.spread_by_class(p.argmax(axis=1).tolist(), margins, limit=mult * n, first=fewest))
+        return candidates[active._central_per_cluster(np.sqrt(p[candidates]), n, seed)][:n]
+
+    return in_rounds(learner, budget, oracle, seed, rounds, pick)
 
 
 STRATEGIES = {
