@@ -24,11 +24,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
 
-from mlops.inference.scorers import InvalidInput
+from mlops.inference.scorers import ClassSpec, InvalidInput
 from mlops.models import ModelVersion
 
 from .evaluation import calibrate, compare_challenger, evaluate, public_metrics, scores_of, team_classes
@@ -124,7 +125,7 @@ def run_training(version_id: int) -> ModelVersion:
 
     base = resolve_model_ref(version.config.get("base_model") or settings.TRIAGE_EMBEDDER_MODEL)
     texts = fit_for_training(base, [e.text for e in split.train], recipe.max_length)
-    descriptions = {c.slug: f"{c.name}. {c.description}".strip() for c in classes if c.slug in split.trained_teams}
+    descriptions = label_descriptions(c for c in classes if c.slug in split.trained_teams)
     train_started = time.monotonic()
     model = train_setfit(
         texts,
@@ -239,6 +240,12 @@ def run_training(version_id: int) -> ModelVersion:
     rec.log("%s: %s (%.0f s in all)", "promoted" if promote else "rejected", reason, time.monotonic() - started)
     version.refresh_from_db()
     return version
+
+
+def label_descriptions(classes: Iterable[ClassSpec]) -> dict[str, str]:
+    """What SetFit learns of each team besides its labelled tickets: "Name. Description" (the recipe adds
+    it as one more example of the team, see ``train_setfit``)."""
+    return {c.slug: f"{c.name}. {c.description}".strip() for c in classes}
 
 
 def fit_for_training(base_model_path: str, texts: list[str], max_length: int) -> list[str]:

@@ -353,7 +353,7 @@ class Command(BaseCommand):
     def _setfit(self, k, sample_t, sample_y, recipe, classes, test_t, test_y, seed) -> dict:
         from django.conf import settings
 
-        from learning.retraining import fit_for_training
+        from learning.retraining import fit_for_training, label_descriptions
         from mlops.inference.encoders import resolve_model_ref
         from mlops.inference.setfit_recipe import train_setfit
         from mlops.inference.setfit_scorer import SetFitScorer
@@ -378,6 +378,9 @@ class Command(BaseCommand):
             sample_y,
             base_model=base,
             recipe=recipe,
+            # As retraining does: "Name. Description" is one more example of each team (the name alone
+            # without --descriptions).
+            label_descriptions=label_descriptions(classes),
             progress=progress,
             seed=seed,
         )
