@@ -241,6 +241,10 @@ TRIAGE_HYPOTHESIS_TEMPLATE = env_str("TRIAGE_HYPOTHESIS_TEMPLATE", "This ticket 
 # offline scorer with per-tag calibration), and languages detected only to say "none of ours".
 TRIAGE_TAG_SCORER = env_str("TRIAGE_TAG_SCORER", "auto")
 TRIAGE_TAG_OTHER_LANGUAGES = env_list("TRIAGE_TAG_OTHER_LANGUAGES", "it,nl,pl,pt")
+# The language detector (mlops/inference/language.py): low reads trigrams only (23 MB for the demo's 8
+# languages, accuracy 0.993 on the tags dev split), high adds 1- to 5-grams for texts under 120
+# characters (276 MB, 1.000); bench/bench_language_detector.py measures both.
+TRIAGE_LANGUAGE_ACCURACY = env_choice("TRIAGE_LANGUAGE_ACCURACY", "low", ("low", "high"))
 TRIAGE_TARGET_PRECISION = env_float("TRIAGE_TARGET_PRECISION", 0.9, lo=0.0, hi=1.0)
 # Trained models live with the rest of the data (TRIAGE_DATA_DIR, .data/ by default), never in the source tree.
 # TRIAGE_DATA_DIR is read in config/embedded.py, which `make stop` uses without Django.

@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops.inference.language import language_share
 from mlops.text import clean_ask
 
 
@@ -95,6 +96,9 @@ class SelfTrainingConfig:
     max_share: float = 3.0
     # ISO 639-1 code of the language the embedder reads; "" skips the check.
     language: str = "en"
+    # What else a stream's tickets may be read as (the language detector compares these only; a text
+    # in another script, e.g. Cyrillic, reads as none of them and counts as not in ``language``).
+    other_languages: tuple[str, ...] = ("de", "es", "fr", "it", "nl", "pl", "pt")
     min_language_share: float = 0.5
     language_sample: int = 200
     seed: int = 0
@@ -150,25 +154,6 @@ def dedupe(texts: Sequence[str]) -> list[int]:
     return keep
 
 
-def language_share(texts: Sequence[str], language: str, *, sample: int = 200, seed: int = 0) -> float:
-    """Share of (a sample of) the texts that ``langdetect`` reads as ``language``.
-
-    langdetect is randomised; its seed is fixed so that the same stream gets the same answer.
-    """
-    from langdetect import DetectorFactory, LangDetectException, detect
-
-    DetectorFactory.seed = seed
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(texts), size=min(sample, len(texts)), replace=False) if texts else []
-    hits = 0
-    for i in picked:
-        try:
-            hits += detect(texts[int(i)]) == language
-        except LangDetectException:  # no letters at all ("12345", emoji): says nothing about the language
-            continue
-    return hits / len(picked) if len(picked) else 0.0
-
-
 @dataclass(frozen=True)
 class Stream:
     """The distinct tickets of a stream, ready to embed, and what was dropped from it."""
@@ -198,7 +183,9 @@ def prepare_stream(texts: Sequence[str], n_classes: int, config: SelfTrainingCon
         )
     share = None
     if config.language:
-        share = language_share(unique, config.language, sample=config.language_sample, seed=config.seed)
+        share = language_share(
+            unique, config.language, config.other_languages, sample=config.language_sample, seed=config.seed
+        )
         if share < config.min_language_share:
             raise WrongLanguage(
                 f"only {share:.0%} of the stream's tickets read as language {config.language!r} "

@@ -6,6 +6,11 @@ class TagsConfig(AppConfig):
     verbose_name = "Ticket tags"
 
     def ready(self) -> None:
-        from . import dashboard, hooks  # noqa: F401  (hooks: scores tags in the routing micro-batch)
+        from mlops.inference.warm import WARMERS
+
+        # hooks: scores tags in the routing micro-batch; tasks: registers tagging as per-ticket work.
+        from . import dashboard, hooks, scoring  # noqa: F401
 
         dashboard.register()  # tags on triage's queues and ticket page (triage.extensions)
+        if scoring.warm_language_detectors not in WARMERS:  # ready() runs again when a test re-populates apps
+            WARMERS.append(scoring.warm_language_detectors)

@@ -174,12 +174,33 @@ def score_tag_set(texts: Sequence[str], spec: TagSetSpec, scorer: Any = None) ->
     return SetScores(native, features, probs, sources, scorer.name, version)
 
 
-def _language_scores(texts: list[str], spec: TagSetSpec) -> SetScores:
+def language_detector(spec: TagSetSpec):
+    """The detector of a language set: its tags' languages and ``TRIAGE_TAG_OTHER_LANGUAGES``, built once
+    per process with its models loaded."""
     from django.conf import settings
 
     from mlops.inference.language import get_language_detector
 
-    detector = get_language_detector([t.slug for t in spec.tags], settings.TRIAGE_TAG_OTHER_LANGUAGES)
+    return get_language_detector([t.slug for t in spec.tags], settings.TRIAGE_TAG_OTHER_LANGUAGES)
+
+
+def warm_language_detectors() -> None:
+    """Worker start (``mlops.inference.warm.WARMERS``): build the active language sets' detectors, so that
+    the first routed batch does not load lingua's models."""
+    from .models import TagSet
+
+    try:
+        specs = [TagSetSpec.from_row(s) for s in TagSet.objects.scorable().filter(method=TagSet.Method.LANGUAGE)]
+    except Exception:  # the database may be migrating while a worker starts; the first batch loads them
+        logger.exception("could not read the language tag sets while warming the language detector")
+        return
+    for spec in specs:
+        if spec.tags:
+            language_detector(spec)
+
+
+def _language_scores(texts: list[str], spec: TagSetSpec) -> SetScores:
+    detector = language_detector(spec)
     probs = detector.probabilities(texts)[:, : len(spec.tags)]  # the last column is "another language"
     return SetScores(probs, probs, probs, ["native"] * len(spec.tags), "language", detector.version)
 

@@ -171,3 +171,17 @@ def test_the_prior_weighs_as_much_as_the_share_of_teams_an_admin_described():
     assert config.with_descriptions([True, True]).prior_weight == 0.25
     assert config.with_descriptions([True, False]).prior_weight == 0.125
     assert config.with_descriptions([False, False]).prior_weight == 0.0
+
+
+def test_the_language_share_counts_texts_without_letters_as_no_hit_and_is_the_same_every_time():
+    from mlops.inference.language import language_share
+
+    texts = ["Where is my parcel? It has not arrived.", "12345", "🙂🙂", "Wo ist mein Paket? Es ist nicht da."]
+    assert language_share(texts, "en", ["de"]) == 0.25
+    assert language_share(texts, "de", ["en", "fr"]) == 0.25
+    russian = ["Где моя посылка? Она не пришла."] * 4
+    assert language_share(russian, "en", ["de", "fr"]) == 0.0  # another script: read as none of them
+    many = texts * 50
+    assert language_share(many, "en", ["de"], sample=40, seed=3) == language_share(
+        many, "en", ["de"], sample=40, seed=3
+    )

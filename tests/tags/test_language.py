@@ -52,3 +52,32 @@ def test_score_tags_sets_the_language_tag_and_none_for_an_unsupported_language(s
         assert list(shown) == [code]
     assert not TagPrediction.objects.filter(ticket=other, is_set=True).exists()
     assert TagPrediction.objects.filter(ticket=other).count() == 4  # scored, all below their threshold
+
+
+def test_the_configured_mode_decides_and_one_detector_serves_each_process(settings):
+    from mlops.inference.language import get_language_detector
+
+    settings.TRIAGE_LANGUAGE_ACCURACY = "low"
+    low = get_language_detector(["en", "de"], ["pt"])
+    assert low is get_language_detector(["EN", "de"], ["pt"])  # built once, models loaded with it
+    assert low.low_accuracy and "-low:" in low.version
+    settings.TRIAGE_LANGUAGE_ACCURACY = "high"
+    high = get_language_detector(["en", "de"], ["pt"])
+    assert not high.low_accuracy and high is not low
+    # Both read a short ticket the same way; the version a prediction stores says which mode read it.
+    short = ["Where is my invoice?", "Wo ist meine Rechnung?"]
+    assert list(low.probabilities(short)[:, :2].argmax(axis=1)) == list(high.probabilities(short)[:, :2].argmax(axis=1))
+
+
+@pytest.mark.django_db
+def test_worker_start_builds_the_detector_of_each_active_language_set(settings):
+    from mlops.inference import language
+    from mlops.inference.warm import WARMERS
+    from tags.scoring import warm_language_detectors
+
+    assert warm_language_detectors in WARMERS  # run by warm_all() in the inference process
+    settings.TRIAGE_TAG_OTHER_LANGUAGES = ["nl"]
+    create_tag_set("Language", kind="multi", method="language", tags=[{"slug": "fr", "name": "French"}])
+    language._detectors.clear()
+    warm_language_detectors()
+    assert [key[:2] for key in language._detectors] == [(("fr",), ("nl",))]
