@@ -10,6 +10,7 @@ from django import forms
 from learning.reports import DEFAULT_WINDOW, MAX_WINDOW, WINDOW_CHOICES
 from mlops.calibration import MIN_THRESHOLD_SUPPORT
 from mlops.models import ModelVersion
+from tags.models import Tag
 from triage.models import Team, TeamChange
 
 
@@ -99,6 +100,29 @@ class WhatIfForm(WindowForm):
 
 class TeamRoutingForm(forms.Form):
     mode = forms.ChoiceField(choices=Team.Mode.choices)
+    threshold = UnitIntervalField()
+    reason = forms.CharField(max_length=TeamChange._meta.get_field("reason").max_length, required=False)
+
+
+def current_tag(value: object) -> Tag:
+    """The tag a form names by id, refused when unknown or archived (an archived tag is not scored)."""
+    tag = Tag.objects.select_related("tag_set").filter(pk=value).first() if str(value).isdigit() else None
+    if tag is None:
+        raise forms.ValidationError(f"Unknown tag {value!r}.")
+    if tag.archived:
+        raise forms.ValidationError(f"Tag {tag.tag_set.name}: {tag.name} is archived; restore it to tune it.")
+    return tag
+
+
+class TagWhatIfForm(WindowForm):
+    tag = forms.CharField()
+    threshold = UnitIntervalField()
+
+    def clean_tag(self) -> Tag:
+        return current_tag(self.cleaned_data["tag"])
+
+
+class TagThresholdForm(forms.Form):
     threshold = UnitIntervalField()
     reason = forms.CharField(max_length=TeamChange._meta.get_field("reason").max_length, required=False)
 

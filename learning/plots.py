@@ -95,13 +95,14 @@ def _figure(width: float = 4.2, height: float = 3.2) -> Figure:
 @_cached
 def precision_recall_svg(
     points: Sequence[CurvePoint],
-    team: str,
+    name: str,
     *,
     current: CurvePoint | None = None,
     proposed: CurvePoint | None = None,
+    noun: str = "team",
 ) -> str:
-    """The router's precision-recall curve for ``team`` (each point a threshold), with the saved
-    threshold and, when it differs, the one being tried marked."""
+    """The precision-recall curve of one class (``noun`` ``name``: a team, a tag), each point a threshold,
+    with the saved threshold and, when it differs, the one being tried marked."""
     fig = _figure()
     with _rc():
         ax = fig.axes[0]
@@ -110,26 +111,26 @@ def precision_recall_svg(
             ax.plot([p.recall for p in drawn], [p.precision for p in drawn], color=ACCENT, marker=".", lw=1.2, ms=3)
         else:
             ax.text(0.5, 0.5, "no labeled predictions", ha="center", va="center", color=MUTED, transform=ax.transAxes)
-        for point, colour, name in ((current, "black", "saved"), (proposed, WARN, "trying")):
+        for point, colour, which in ((current, "black", "saved"), (proposed, WARN, "trying")):
             if point is None or point.precision is None or point.recall is None:
                 continue
-            if name == "trying" and current is not None and point.threshold == current.threshold:
+            if which == "trying" and current is not None and point.threshold == current.threshold:
                 continue
             ax.plot([point.recall], [point.precision], marker="o", ms=7, mfc="none", mec=colour, mew=1.6, ls="none")
             ax.annotate(
-                f"{name} θ={point.threshold:.2f}",
+                f"{which} θ={point.threshold:.2f}",
                 (point.recall, point.precision),
                 textcoords="offset points",
-                xytext=(6, -12 if name == "trying" else 6),
+                xytext=(6, -12 if which == "trying" else 6),
                 color=colour,
             )
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
-        ax.set_title(f"Precision-recall: {team}")
+        ax.set_title(f"Precision-recall: {name}")
         ax.grid(alpha=0.25)
-    return _svg(fig, f"Precision-recall curve of team {team}")
+    return _svg(fig, f"Precision-recall curve of {noun} {name}")
 
 
 @_cached

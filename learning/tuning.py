@@ -77,6 +77,19 @@ class Outcomes:
     def labeled_as(self, team: str) -> np.ndarray:
         return np.asarray(self.label == team, dtype=bool)
 
+    def for_class(self, team: str) -> ClassOutcomes:
+        """``team``'s candidates: the tickets whose top team it is."""
+        predicted = self.top == team
+        is_team = self.labeled_as(team)
+        return ClassOutcomes(
+            name=team,
+            confidence=self.confidence[predicted],
+            labeled=self.labeled[predicted],
+            correct=is_team[predicted],
+            label_count=int(is_team.sum()),
+            window=len(self),
+        )
+
     def teams_seen(self) -> list[str]:
         seen = {t for t in self.top if t} | {y for y in self.label if y is not None}
         return sorted(seen)
@@ -109,18 +122,72 @@ def check_threshold(value: float) -> float:
     return value
 
 
-# --- What-if and per-team metrics -------------------------------------------------------------
+# --- What-if, curve and suggestion of one class (a team, a tag) ---------------------------------
+
+
+@dataclass(frozen=True)
+class ClassOutcomes:
+    """One class's candidates with what labels say of each: the one input of the what-if, the curve and the
+    suggestion, for a team (``Outcomes.for_class``) as for a tag (``learning.tag_tuning``).
+
+    A *candidate* is a ticket the class is the prediction for (a team's: its top team is the team; a
+    multi-label tag's: every scored ticket); ``confidence`` is the probability it gave the class and
+    ``correct`` whether its label says it is that class (meaningful where ``labeled``). ``label_count``
+    counts every ticket labeled with the class, candidate or not (recall's denominator), ``window``
+    every ticket measured.
+
+    >>> c = ClassOutcomes.from_pairs("a", [(0.9, True), (0.8, False), (0.5, None)], label_count=2, window=4)
+    >>> class_what_if(c, 0.7).precision, c.noun
+    (0.5, 'team')
+    """
+
+    name: str
+    confidence: np.ndarray  # float, one per candidate
+    labeled: np.ndarray  # bool
+    correct: np.ndarray  # bool; False where unlabeled
+    label_count: int
+    window: int
+    noun: str = "team"  # how messages call the class: "team" or "tag"
+
+    @classmethod
+    def from_pairs(
+        cls,
+        name: str,
+        pairs: Iterable[tuple[float, bool | None]],
+        *,
+        label_count: int | None = None,
+        window: int | None = None,
+        noun: str = "team",
+    ) -> ClassOutcomes:
+        """From ``(probability, is_correct)`` per candidate (``None``: no label); by default the candidates are the
+        window and their positive labels the label count."""
+        pairs = list(pairs)
+        correct = np.array([c is True for _, c in pairs], dtype=bool)
+        return cls(
+            name=name,
+            confidence=np.array([float(p) for p, _ in pairs], dtype=float),
+            labeled=np.array([c is not None for _, c in pairs], dtype=bool),
+            correct=correct,
+            label_count=int(correct.sum()) if label_count is None else label_count,
+            window=len(pairs) if window is None else window,
+            noun=noun,
+        )
+
+    def __len__(self) -> int:
+        return len(self.confidence)
 
 
 @dataclass(frozen=True)
 class WhatIf:
-    """What threshold ``threshold`` for ``team`` does on the window (see the module docstring)."""
+    """What threshold ``threshold`` for ``team`` (a team or a tag) does on the window (module docstring).
+
+    For a tag, *routed* reads *set*: shown as set on the ticket (there is no mode, it is ``auto``)."""
 
     team: str
     threshold: float
     mode: str
     window: int  # tickets in the window
-    predicted: int  # top team == team
+    predicted: int  # candidates: top team == team (for a tag, see ClassOutcomes)
     routed: int  # predicted and confidence >= threshold
     auto_routed: int  # routed when mode is auto, else 0
     routed_labeled: int
@@ -137,6 +204,9 @@ class WhatIf:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def point(self) -> CurvePoint:
+        return CurvePoint(self.threshold, self.precision, self.recall, self.coverage, self.routed, self.routed_labeled)
+
 
 def what_if(outcomes: Outcomes, team: str, threshold: float, mode: str = "auto") -> WhatIf:
     """Count what ``threshold`` would have done for ``team`` on ``outcomes``.
@@ -146,36 +216,37 @@ def what_if(outcomes: Outcomes, team: str, threshold: float, mode: str = "auto")
     >>> (w.routed, w.correct, w.wrong, w.precision, w.coverage, w.recall)
     (2, 1, 1, 0.5, 0.6666666666666666, 0.5)
     """
+    return class_what_if(outcomes.for_class(team), threshold, mode)
+
+
+def class_what_if(c: ClassOutcomes, threshold: float, mode: str = "auto") -> WhatIf:
+    """What ``threshold`` does for one class (``what_if`` for a team; a tag's what-if calls it directly)."""
     threshold = check_threshold(threshold)
-    labeled = outcomes.labeled
-    predicted = outcomes.top == team
-    routed = predicted & (outcomes.confidence >= threshold)
-    is_team = outcomes.labeled_as(team)
-    routed_labeled = int((routed & labeled).sum())
-    correct = int((routed & is_team).sum())
-    label_count = int(is_team.sum())
+    routed = c.confidence >= threshold
+    routed_labeled = int((routed & c.labeled).sum())
+    correct = int((routed & c.correct).sum())
     precision = _ratio(correct, routed_labeled)
-    recall = _ratio(correct, label_count)
+    recall = _ratio(correct, c.label_count)
     n_routed = int(routed.sum())
     auto = mode == "auto"
     wrong = routed_labeled - correct
     return WhatIf(
-        team=team,
+        team=c.name,
         threshold=threshold,
         mode=mode,
-        window=len(outcomes),
-        predicted=int(predicted.sum()),
+        window=c.window,
+        predicted=len(c),
         routed=n_routed,
         auto_routed=n_routed if auto else 0,
         routed_labeled=routed_labeled,
         correct=correct,
         wrong=wrong,
         unlabeled=n_routed - routed_labeled,
-        label_count=label_count,
+        label_count=c.label_count,
         precision=precision,
         recall=recall,
         f1=_f1(precision, recall),
-        coverage=_ratio(n_routed, int(predicted.sum())),
+        coverage=_ratio(n_routed, len(c)),
         auto_routed_wrong=wrong if auto else 0,
     )
 
@@ -191,15 +262,18 @@ class CurvePoint:
 
 
 def precision_recall_points(outcomes: Outcomes, team: str) -> list[CurvePoint]:
-    """The router's precision-recall curve for ``team``: one point per distinct confidence of a
-    labeled predicted-``team`` ticket (the only thresholds at which precision or recall change),
-    lowest threshold first. Each point equals ``what_if(outcomes, team, point.threshold)``."""
-    predicted = outcomes.top == team
-    conf = outcomes.confidence[predicted]
-    order = np.argsort(conf, kind="stable")
-    conf = conf[order]
-    labeled = outcomes.labeled[predicted][order]
-    hits = outcomes.labeled_as(team)[predicted][order]
+    """The router's precision-recall curve for ``team`` (``class_curve`` of its candidates)."""
+    return class_curve(outcomes.for_class(team))
+
+
+def class_curve(c: ClassOutcomes) -> list[CurvePoint]:
+    """The precision-recall curve of one class: one point per distinct confidence of a labeled
+    candidate (the only thresholds at which precision or recall change), lowest threshold first.
+    Each point equals ``class_what_if(c, point.threshold)``."""
+    order = np.argsort(c.confidence, kind="stable")
+    conf = c.confidence[order]
+    labeled = c.labeled[order]
+    hits = (c.correct & c.labeled)[order]
     candidates = np.unique(conf[labeled])
     if not len(candidates):
         return []
@@ -212,17 +286,16 @@ def precision_recall_points(outcomes: Outcomes, team: str) -> list[CurvePoint]:
     routed = len(conf) - start
     routed_labeled = from_index(labeled.astype(int))[start]
     correct = from_index(hits.astype(int))[start]
-    label_count = int(outcomes.labeled_as(team).sum())
     return [
         CurvePoint(
             threshold=float(theta),
-            precision=_ratio(int(c), int(n_lab)),
-            recall=_ratio(int(c), label_count),
+            precision=_ratio(int(k), int(n_lab)),
+            recall=_ratio(int(k), c.label_count),
             coverage=_ratio(int(n), len(conf)),
             routed=int(n),
             routed_labeled=int(n_lab),
         )
-        for theta, n, n_lab, c in zip(candidates, routed, routed_labeled, correct, strict=True)
+        for theta, n, n_lab, k in zip(candidates, routed, routed_labeled, correct, strict=True)
     ]
 
 
@@ -254,24 +327,32 @@ class Suggestion:
 def suggest_threshold(
     outcomes: Outcomes, team: str, target: float, min_support: int = MIN_THRESHOLD_SUPPORT
 ) -> Suggestion:
-    """The smallest threshold whose precision for ``team`` is at least ``target``, measured on at
-    least ``min_support`` labeled routed tickets.
-
-    The choice is ``mlops.calibration.best_threshold``'s (the one threshold chooser) on the labeled
-    predicted-``team`` tickets; unlabeled ones only count for coverage. Precision is not monotonic in
-    the threshold, so every distinct confidence is a candidate and the lowest that qualifies wins.
+    """The smallest threshold whose precision for ``team`` is at least ``target`` (``suggest_class_threshold``
+    on the team's candidates).
 
     >>> o = Outcomes.from_rows([(1, "a", 0.9, "a"), (2, "a", 0.8, "b"), (3, "a", 0.7, "a")])
     >>> suggest_threshold(o, "a", 0.95, min_support=1).threshold
     0.9
+    """
+    return suggest_class_threshold(outcomes.for_class(team), target, min_support)
+
+
+def suggest_class_threshold(c: ClassOutcomes, target: float, min_support: int = MIN_THRESHOLD_SUPPORT) -> Suggestion:
+    """The smallest threshold whose precision for one class is at least ``target``, measured on at least
+    ``min_support`` labeled candidates.
+
+    The choice is ``mlops.calibration.best_threshold``'s (the one threshold chooser) on the labeled
+    candidates; unlabeled ones only count for coverage. Precision is not monotonic in the threshold,
+    so every distinct confidence is a candidate and the lowest that qualifies wins.
     """
     target = float(target)
     if math.isnan(target) or not 0.0 < target <= 1.0:
         raise ValueError(f"target precision must be within (0, 1], got {target}")
     if min_support < 1:
         raise ValueError(f"minimum support must be at least 1, got {min_support}")
-    base = dict(team=team, target=target, min_support=min_support)
-    points = precision_recall_points(outcomes, team)
+    base = dict(team=c.name, target=target, min_support=min_support)
+    who = f"{c.noun.capitalize()} {c.name!r}"
+    points = class_curve(c)
     if not points:
         return Suggestion(
             **base,
@@ -280,7 +361,7 @@ def suggest_threshold(
             recall=None,
             coverage=None,
             support=0,
-            message=f"Team {team!r} has no labeled predictions in this window: there is nothing to measure "
+            message=f"{who} has no labeled predictions in this window: there is nothing to measure "
             "precision on. Label some of its tickets first.",
         )
     supported = [p for p in points if p.routed_labeled >= min_support]
@@ -293,12 +374,11 @@ def suggest_threshold(
             recall=None,
             coverage=None,
             support=most,
-            message=f"Team {team!r} has only {most} labeled predictions in this window; at least "
+            message=f"{who} has only {most} labeled predictions in this window; at least "
             f"{min_support} are needed to trust a precision.",
         )
-    mine = (outcomes.top == team) & outcomes.labeled
     chosen = calibration.best_threshold(
-        outcomes.confidence[mine], outcomes.labeled_as(team)[mine], 0, target, "precision", min_support
+        c.confidence[c.labeled], c.correct[c.labeled], 0, target, "precision", min_support
     )
     if chosen is not None:
         p = next(p for p in supported if p.threshold == chosen[0])
@@ -324,7 +404,7 @@ def suggest_threshold(
         support=best.routed_labeled,
         best_precision=best.precision,
         best_threshold=best.threshold,
-        message=f"No threshold reaches precision {target:.3f} for team {team!r} with at least {min_support} "
+        message=f"No threshold reaches precision {target:.3f} for {c.noun} {c.name!r} with at least {min_support} "
         f"labeled tickets (best is {best.precision:.3f} at θ = {best.threshold:.3f}, "
         f"on {best.routed_labeled} labeled tickets).",
     )

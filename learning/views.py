@@ -1,8 +1,9 @@
 """Admin pages for routing thresholds (tuning, with a live what-if) and model-quality reports.
 
 Every view here is for admins only (``admin_required``: 403 for agents, the login page for
-anonymous visitors). Views parse input with ``learning.forms``, read with ``learning.reports``, compute
-with ``learning.tuning``, draw with ``learning.plots`` and write only through ``triage.team_services``.
+anonymous visitors). Views parse input with ``learning.forms``, read with ``learning.reports`` (tags:
+``learning.tag_tuning``), compute with ``learning.tuning``, draw with ``learning.plots`` and write only
+through ``triage.team_services`` and ``tags.services``.
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from tags.models import Tag
+from tags.services import set_tag_threshold
 from triage.models import Team, TeamChange
 from triage.roles import admin_required
 from triage.team_services import set_routing_for_teams, set_team_routing
 
-from . import plots, quality, tuning
-from .forms import ReportForm, TargetPrecisionForm, TeamRoutingForm, WhatIfForm, WindowForm
+from . import plots, quality, tag_page, tuning
+from .forms import (
+    ReportForm,
+    TagThresholdForm,
+    TagWhatIfForm,
+    TargetPrecisionForm,
+    TeamRoutingForm,
+    WhatIfForm,
+    WindowForm,
+)
 from .reports import REPORT_COLUMNS, load_outcomes, quality_report
-
-AUDIT_ROWS = 25
-# Thresholds shown in the table beside each precision-recall curve (the saved and tried ones are added).
-GRID = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
-
-
-def _wants_json(request: HttpRequest) -> bool:
-    return request.GET.get("format") == "json" or "application/json" in request.headers.get("Accept", "")
+from .tag_tuning import load_tag_outcomes
+from .what_if_context import AUDIT_ROWS, class_what_if_context, wants_json
 
 
 def _active_teams() -> list[Team]:
@@ -51,32 +56,10 @@ def _tuning_url(team: Team | None, n: int, version) -> str:
     return f"{reverse('learning:tuning')}?{query.urlencode()}"
 
 
-def _point(w: tuning.WhatIf) -> tuning.CurvePoint:
-    return tuning.CurvePoint(w.threshold, w.precision, w.recall, w.coverage, w.routed, w.routed_labeled)
-
-
 def _what_if_context(outcomes: tuning.Outcomes, team: Team, threshold: float, mode: str) -> dict:
     """Numbers and curve for ``team`` at a tried ``threshold`` and ``mode``, beside the saved ones."""
-    tried = tuning.what_if(outcomes, team.slug, threshold, mode)
-    saved = tuning.what_if(outcomes, team.slug, team.threshold, team.mode)
-    grid = sorted({*GRID, team.threshold, threshold})
-    table = []
-    for theta in grid:
-        row = tuning.what_if(outcomes, team.slug, theta, "auto")
-        table.append({"w": row, "saved": theta == team.threshold, "tried": theta == threshold})
-    return {
-        "team": team,
-        "tried": tried,
-        "saved": saved,
-        "changed": threshold != team.threshold or mode != team.mode,
-        "curve_table": table,
-        "pr_svg": plots.precision_recall_svg(
-            tuning.precision_recall_points(outcomes, team.slug),
-            team.slug,
-            current=_point(saved),
-            proposed=_point(tried),
-        ),
-    }
+    context = class_what_if_context(outcomes.for_class(team.slug), (team.threshold, team.mode), (threshold, mode))
+    return {"team": team, **context}
 
 
 def _suggestions(outcomes: tuning.Outcomes, teams: list[Team], target: float, min_support: int) -> list[dict]:
@@ -89,6 +72,8 @@ def _page_context(
     team: Team | None = None,
     routing_form: TeamRoutingForm | None = None,
     suggest_form: TargetPrecisionForm | None = None,
+    tag: Tag | None = None,
+    tag_form: TagThresholdForm | None = None,
 ) -> dict:
     window_form = WindowForm.from_query(query)
     n, version = window_form.window()
@@ -139,6 +124,8 @@ def _page_context(
                 "team_reliability_svg": plots.reliability_svg(team_rel, f"team {team.slug}"),
             }
         )
+    target = suggest_form.cleaned_data["target"] if suggest_form is not None and suggest_form.is_valid() else None
+    context.update(tag_page.tag_section(query, target=target, selected=tag, form=tag_form))
     overall = quality.overall_reliability(outcomes)
     matrix = quality.confusion(outcomes, [t.slug for t in teams])
     context.update(
@@ -171,7 +158,7 @@ def what_if(request: HttpRequest) -> HttpResponse:
     form = WhatIfForm(request.GET)
     if not form.is_valid():
         errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
-        if _wants_json(request):
+        if wants_json(request):
             return JsonResponse({"errors": errors}, status=400)
         return render(request, "learning/_what_if_error.html", {"errors": errors}, status=400)
     team = form.cleaned_data["team"]
@@ -179,7 +166,7 @@ def what_if(request: HttpRequest) -> HttpResponse:
     mode = form.cleaned_data["mode"] or team.mode
     n, version = form.window()
     outcomes = load_outcomes(last_n=n, model_version=version)
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse(
             {
                 "what_if": tuning.what_if(outcomes, team.slug, threshold, mode).as_dict(),
@@ -231,7 +218,7 @@ def suggest_thresholds(request: HttpRequest) -> HttpResponse:
     form = TargetPrecisionForm(request.GET)
     if not form.is_valid():
         errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
-        if _wants_json(request):
+        if wants_json(request):
             return JsonResponse({"errors": errors}, status=400)
         if request.htmx:
             return render(request, "learning/_suggestions.html", {"errors": errors, "suggestions": None}, status=400)
@@ -242,7 +229,7 @@ def suggest_thresholds(request: HttpRequest) -> HttpResponse:
     rows = _suggestions(
         outcomes, [chosen] if chosen else _active_teams(), form.cleaned_data["target"], form.cleaned_data["min_support"]
     )
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse(
             {
                 "suggestions": [{**r["s"].as_dict(), "current_threshold": r["team"].threshold} for r in rows],
@@ -299,7 +286,7 @@ def reports_page(request: HttpRequest) -> HttpResponse:
     form = ReportForm(request.GET or None)
     version = form.cleaned_data["version"] if form.is_bound and form.is_valid() else None
     report = quality_report(model_version=version)
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse(report)
     by_version = []
     for total in report["totals"]:
@@ -320,3 +307,75 @@ def reports_page(request: HttpRequest) -> HttpResponse:
         else None,
     }
     return render(request, "learning/reports.html", context)
+
+
+# --- Tag thresholds -------------------------------------------------------------------------------------
+
+
+def _tag_tuning_url(tag: Tag, n: int) -> str:
+    query = QueryDict(mutable=True)
+    query["n"], query["tag"] = str(n), str(tag.pk)
+    return f"{reverse('learning:tuning')}?{query.urlencode()}#tune-tag"
+
+
+@require_GET
+@admin_required
+def tag_what_if(request: HttpRequest) -> HttpResponse:
+    """What a threshold would do for one tag on recorded predictions and agents' labels.
+
+    HTML fragment for the tag slider (htmx), JSON with ``?format=json``; 400 with the reasons on bad input.
+    """
+    form = TagWhatIfForm(request.GET)
+    if not form.is_valid():
+        errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+        if wants_json(request):
+            return JsonResponse({"errors": errors}, status=400)
+        return render(request, "learning/_what_if_error.html", {"errors": errors}, status=400)
+    tag, threshold = form.cleaned_data["tag"], form.cleaned_data["threshold"]
+    n, _ = form.window()
+    if wants_json(request):
+        loaded = load_tag_outcomes(tag, last_n=n)
+        return JsonResponse(
+            {
+                "tag": {"id": tag.pk, "key": loaded.outcomes.name, "threshold": tag.threshold},
+                "what_if": tuning.class_what_if(loaded.outcomes, threshold).as_dict(),
+                "saved": tuning.class_what_if(loaded.outcomes, tag.threshold).as_dict(),
+                "window": {"n": n, "tickets": loaded.outcomes.window},
+            }
+        )
+    return render(request, "learning/_tag_what_if.html", tag_page.tag_what_if_context(tag, n, threshold))
+
+
+@require_POST
+@admin_required
+def save_tag_threshold(request: HttpRequest, pk: int) -> HttpResponse:
+    """Save one tag's threshold (audited as a ``TagChange``); 400 with the reasons and nothing stored otherwise."""
+    tag = get_object_or_404(Tag.objects.select_related("tag_set"), pk=pk)
+    n, _ = WindowForm.from_query(request.POST).window()
+    form = TagThresholdForm(request.POST)
+    name = f"{tag.tag_set.name}: {tag.name}"
+    if form.is_valid():
+        before = tag.threshold
+        try:
+            set_tag_threshold(
+                tag, form.cleaned_data["threshold"], user=request.user, reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as exc:
+            for err in exc.messages:
+                form.add_error(None, err)
+        else:
+            name = f"{tag.tag_set.name}: {tag.name}"
+            if tag.threshold != before:
+                messages.success(
+                    request, f"{name}: threshold {before} → {tag.threshold}. The next ticket scored uses it."
+                )
+            else:
+                messages.info(request, f"{name}: nothing changed (threshold {before}).")
+            return HttpResponseRedirect(_tag_tuning_url(tag, n))
+    messages.error(
+        request,
+        f"{tag.tag_set.name}: {tag.name}: not saved. " + " ".join(e for errs in form.errors.values() for e in errs),
+    )
+    # An archived tag is not tuned: the page then shows the tags table without it.
+    context = _page_context(request.POST, tag=None if tag.archived else tag, tag_form=form)
+    return render(request, "learning/tuning.html", context, status=400)

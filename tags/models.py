@@ -17,6 +17,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from triage.models import SettingChange
+
 # Calibrated probability at or above which a tag is shown as set, until a threshold is calibrated.
 DEFAULT_TAG_THRESHOLD = 0.5
 
@@ -122,20 +124,14 @@ class Tag(models.Model):
         return self.archived_at is not None
 
 
-class TagChange(models.Model):
+class TagChange(SettingChange):
     """Audit trail of tag set and tag settings: kind, threshold, calibration, archive, restore."""
 
     tag_set = models.ForeignKey(TagSet, on_delete=models.CASCADE, related_name="changes")
     tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.CASCADE, related_name="changes")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    field = models.CharField(max_length=32)
-    before = models.CharField(max_length=500, blank=True)
-    after = models.CharField(max_length=500, blank=True)
-    reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(SettingChange.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.tag_set_id}/{self.tag_id or '-'} {self.field}: {self.before} → {self.after}"

@@ -251,10 +251,14 @@ def set_tag_set_kind(tag_set: TagSet, kind: str, *, user: Any = None, reason: st
 
 @transaction.atomic
 def set_tag_threshold(tag: Tag, threshold: Any, *, user: Any = None, reason: str = "") -> Tag:
-    """Change a tag's threshold (audited); the next ticket scored uses it."""
+    """Change a tag's threshold (audited); the next ticket scored uses it. An archived tag is not scored,
+    so its threshold is refused (restore it first) rather than silently stored."""
     _check_admin(user)
     value, reason = _clean_threshold(threshold), _clean_reason(reason)
-    locked = Tag.objects.select_for_update().get(pk=tag.pk)
+    locked = Tag.objects.select_for_update().select_related("tag_set").get(pk=tag.pk)
+    if locked.archived:
+        name = f"{locked.tag_set.name}: {locked.name}"
+        raise ValidationError({"threshold": f"tag {name} is archived; restore it before changing its threshold"})
     if value != locked.threshold:
         TagChange.objects.create(
             tag_set_id=locked.tag_set_id,

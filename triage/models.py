@@ -55,10 +55,13 @@ class Team(models.Model):
         return self.name
 
 
-class TeamChange(models.Model):
-    """Audit trail of every change to a team's routing settings (mode, threshold, ...)."""
+class SettingChange(models.Model):
+    """What every audit row of a settings change records: who, when, which field, before and after, why.
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="changes")
+    Abstract: each audited thing keeps its own table with a key to what changed (``TeamChange`` here,
+    ``tags.TagChange`` above), and one definition of the fields, their lengths and their order.
+    """
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     field = models.CharField(max_length=32)
     before = models.CharField(max_length=500, blank=True)
@@ -67,7 +70,17 @@ class TeamChange(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
+
+
+class TeamChange(SettingChange):
+    """Audit trail of every change to a team's routing settings (mode, threshold, ...)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="changes")
+
+    class Meta(SettingChange.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.field} of team {self.team_id}"

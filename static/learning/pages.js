@@ -18,13 +18,14 @@
       event.detail.isError = false;
     }
   });
-  /* Keep the slider and the number box in step; htmx sends the number box's value. */
-  var range = document.getElementById("threshold-range");
-  var box = document.getElementById("threshold");
-  if (!range || !box) return;
-  range.addEventListener("input", function () { box.value = range.value; });
-  box.addEventListener("input", function () {
-    var v = parseFloat(box.value);
-    if (!isNaN(v) && v >= 0 && v <= 1) range.value = box.value;
+  /* Keep each slider and its number box (data-pair: the box's id) in step; htmx sends the box's value. */
+  document.querySelectorAll("input[type=range][data-pair]").forEach(function (range) {
+    var box = document.getElementById(range.getAttribute("data-pair"));
+    if (!box) return;
+    range.addEventListener("input", function () { box.value = range.value; });
+    box.addEventListener("input", function () {
+      var v = parseFloat(box.value);
+      if (!isNaN(v) && v >= 0 && v <= 1) range.value = box.value;
+    });
   });
 })();
