@@ -135,6 +135,7 @@ CELERY_TASK_ROUTES = {
     "learning.tasks.preview_*": {"queue": "inference"},
     "learning.tasks.diagnose_*": {"queue": "inference"},
     "search.tasks.*": {"queue": "inference"},
+    "tags.tasks.*": {"queue": "inference"},
     "learning.tasks.train_*": {"queue": "training"},
     "learning.tasks.self_train_*": {"queue": "training"},
     "learning.tasks.evaluate_*": {"queue": "training"},

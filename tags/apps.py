@@ -9,7 +9,7 @@ class TagsConfig(AppConfig):
         from mlops.inference.warm import WARMERS
 
         # hooks: scores tags in the routing micro-batch; tasks: registers tagging as per-ticket work.
-        from . import dashboard, hooks, scoring  # noqa: F401
+        from . import dashboard, hooks, scoring, tasks  # noqa: F401
 
         dashboard.register()  # tags on triage's queues and ticket page (triage.extensions)
         if scoring.warm_language_detectors not in WARMERS:  # ready() runs again when a test re-populates apps

@@ -1,7 +1,8 @@
 """Tags are scored in the routing micro-batch: ``triage.signals.tickets_routed`` → ``score_tags``.
 
 Triage never imports tags (docs/architecture.md); it sends the signal from its routing task, in the
-worker whose models are warm, with the ids of the tickets it just routed.
+worker whose models are warm, with the ids of the tickets it just routed. Their ``tag`` jobs
+(``tags.tasks``) are recorded first: a batch whose tagging fails is sent again by the sweeper.
 """
 
 from __future__ import annotations
@@ -14,15 +15,9 @@ logger = logging.getLogger(__name__)
 
 
 def on_tickets_routed(sender, ticket_ids: list[int], **kwargs) -> None:
-    from django.db import transaction
+    from .tasks import tag_routed_tickets
 
-    from triage.models import Ticket
-
-    from .scoring import score_tags
-    from .signals import tags_changed
-
-    score_tags(Ticket.objects.filter(pk__in=ticket_ids).order_by("pk"))
-    transaction.on_commit(lambda: tags_changed.send_robust(sender=on_tickets_routed, ticket_ids=list(ticket_ids)))
+    tag_routed_tickets(ticket_ids)
 
 
 tickets_routed.connect(on_tickets_routed, dispatch_uid="tags.hooks.on_tickets_routed")

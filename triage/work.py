@@ -10,6 +10,9 @@ told afterwards:
   and send them once the transaction commits. A broker error is logged, never raised: the job stays
   unsent and the sweeper sends it when the broker is back.
 * ``finish_work(ticket_id, kind)``: the task, once its work is done (decided, gave up, stored).
+* ``hold_work(kind, ticket_ids, token)``: work done right away, in a batch another kind's task already
+  holds (tags, scored in the routing batch): opened claimed and unsent; marked done by the holder, or
+  given back on failure (``release_batch``) and then sent by the sweeper like any job never sent.
 * ``sweep_work()``: beat, every ``TRIAGE_SWEEP_SECONDS``. Sends jobs never sent; re-sends jobs not done
   by their deadline (``TRIAGE_STUCK_AFTER_SECONDS`` after the first send, doubling with every re-send),
   but never more of them than the broker can have lost: open sent jobs of a queue minus the messages
@@ -131,6 +134,27 @@ def request_work(ticket_id: int, kinds: Iterable[str] | None = None) -> None:
         update_fields=["requested_at", "sent_at", "due_at", "sends", "done_at", "error", "claim", "claimed_until"],
     )
     transaction.on_commit(partial(send_work, ticket_id, names), robust=True)
+
+
+def hold_work(kind: str, ticket_ids: Iterable[int], token: str) -> None:
+    """Open (or reopen) the tickets' ``kind`` jobs claimed by ``token`` and not sent: the caller does the
+    work now, then ``finish_work(..., claim=token)`` each, or ``release_batch`` on failure. A job given back,
+    or left when the caller died (once the lease is over), is sent by the sweeper as one never sent.
+
+    >>> hold_work("tag", [12, 13], token)                 # doctest: +SKIP
+    """
+    ids = list(dict.fromkeys(ticket_ids))
+    if not ids:
+        return
+    _kinds([kind])  # an unknown kind is refused before anything is written
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.TRIAGE_WORK_LEASE_SECONDS)
+    TicketJob.objects.bulk_create(
+        [TicketJob(ticket_id=pk, kind=kind, requested_at=now, claim=token, claimed_until=lease) for pk in ids],
+        update_conflicts=True,
+        unique_fields=["ticket", "kind"],
+        update_fields=["requested_at", "sent_at", "due_at", "sends", "done_at", "error", "claim", "claimed_until"],
+    )
 
 
 def send_work(ticket_id: int, names: Iterable[str]) -> list[str]:
