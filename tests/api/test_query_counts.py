@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from tags.models import Tag
 from tests.api.realistic import SUGGESTIONS_PER_TICKET, build_help_desk
 from triage.models import Correction, Ticket
 
@@ -38,6 +39,8 @@ def test_the_ticket_list_costs_the_same_queries_for_five_or_a_hundred_tickets(
     body = response.json()
     assert len(body["results"]) == 100
     assert all(row["decision"] for row in body["results"]), "every ticket shows its latest decision"
+    tags = Tag.objects.count()
+    assert tags >= 10 and all(len(row["tags"]) == tags for row in body["results"]), "every scored tag is listed"
 
 
 def test_the_ticket_list_with_filters_costs_no_query_per_row(agent_api, help_desk, django_assert_max_num_queries):
@@ -61,3 +64,5 @@ def test_a_ticket_with_labels_costs_the_same_queries_as_one_without(
     assert all(label["agent"] and label["to_team"] and label["from_team"] for label in body["labels"])
     assert len(body["suggestions"]) == SUGGESTIONS_PER_TICKET
     assert body["prediction"]["model_version"]["scorer"] == "nli", "the latest decision, by the current version"
+    assert all(suggestion["passage"] for suggestion in body["suggestions"])
+    assert len(body["tags"]) == Tag.objects.count() >= 10
