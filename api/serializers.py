@@ -194,6 +194,25 @@ class TagLabelSerializer(serializers.ModelSerializer):
         return tag_key(label.tag)
 
 
+# The columns the detail shows, not whole rows: a suggestion's passage carries its embedding (384 floats
+# parsed into an array) and the article its full body three times over; a model version its metrics.
+PREDICTION_COLUMNS = (
+    *(f.name for f in Prediction._meta.concrete_fields if f.name != "raw_scores"),
+    *(f"chosen_team__{name}" for name in ("id", "slug", "name")),
+    *(f"model_version__{name}" for name in ("id", "scorer", "version")),
+)
+SUGGESTION_COLUMNS = (
+    "ticket",
+    "article",
+    "passage",
+    "passage_text",
+    "score",
+    "rank",
+    *(f"article__{name}" for name in ("id", "title", "url")),
+    *(f"passage__{name}" for name in ("id", "text")),
+)
+
+
 class TicketDetailSerializer(TicketSerializer):
     prediction = serializers.SerializerMethodField()
     suggestions = serializers.SerializerMethodField()
@@ -204,12 +223,17 @@ class TicketDetailSerializer(TicketSerializer):
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, ticket) -> dict | None:
-        prediction = ticket.predictions.select_related("chosen_team", "model_version").newest_first().first()
+        prediction = (
+            ticket.predictions.select_related("chosen_team", "model_version")
+            .only(*PREDICTION_COLUMNS)
+            .newest_first()
+            .first()
+        )
         return PredictionSerializer(prediction).data if prediction is not None else None
 
     @extend_schema_field(SuggestionSerializer(many=True))
     def get_suggestions(self, ticket) -> list:
-        suggestions = ticket.suggestions.select_related("article", "passage").order_by("rank")
+        suggestions = ticket.suggestions.select_related("article", "passage").only(*SUGGESTION_COLUMNS).order_by("rank")
         return SuggestionSerializer(suggestions, many=True).data
 
 

@@ -58,6 +58,14 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     ),
 )
 
+TEAM_UNSHOWN = ("description", "examples", "hypothesis")
+LABEL_COLUMNS = (
+    *(f.name for f in Correction._meta.concrete_fields),
+    *(f"{team}__{name}" for team in ("from_team", "to_team") for name in ("id", "slug", "name")),
+    "agent__id",
+    "agent__username",
+)
+
 
 class Pagination(PageNumberPagination):
     """DRF's page numbers, strict: a ``page`` or ``page_size`` that is not a whole number in range is a 400
@@ -130,9 +138,13 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
             .annotate(latest_decision=Subquery(latest))
             .order_by("-created_at", "-pk")
         )
+        if self.action in ("list", "retrieve"):
+            # What the answer shows of the team; its examples and descriptions are the router's.
+            tickets = tickets.defer(*(f"team__{name}" for name in TEAM_UNSHOWN))
         if self.action == "retrieve":
-            # The labels with their teams and agent in one query, not three per label.
-            labels = Correction.objects.select_related("from_team", "to_team", "agent")
+            # The labels with their teams and agent in one query, not three per label; of the agent only
+            # the username (not the password hash and the rest of the user row).
+            labels = Correction.objects.select_related("from_team", "to_team", "agent").only(*LABEL_COLUMNS)
             tickets = tickets.prefetch_related(Prefetch("corrections", queryset=labels))
         return tickets
 

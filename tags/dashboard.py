@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from django.db import transaction
@@ -75,39 +76,56 @@ def find_tag(key: str) -> Tag | None:
 
 def serialize_states(states: dict[int, TagState]) -> list[dict[str, Any]]:
     """A ticket's tags for the API: every scored or labelled tag, with its probability and set flag."""
-    return [
-        {
-            "tag": s.key,
-            "tag_set": s.tag.tag_set.slug,
-            "name": s.name,
+    rows = []
+    for s in states.values():
+        # The set read once per row, not four times: a page of the API list serialises 750 rows.
+        tag = s.tag
+        set_slug = tag.tag_set.slug
+        row = {
+            "tag": f"{set_slug}/{tag.slug}",
+            "tag_set": set_slug,
+            "name": tag.name,
             "probability": s.probability,
             "is_set": s.is_set,
             "by_agent": s.by_agent,
         }
-        for s in sorted(states.values(), key=lambda s: (s.tag.tag_set.slug, s.tag.slug))
-    ]
+        rows.append(((set_slug, tag.slug), row))
+    rows.sort(key=itemgetter(0))
+    return [row for _key, row in rows]
 
 
 def tag_states(ticket_ids: Iterable[int]) -> dict[int, dict[int, TagState]]:
-    """Each ticket's tags (current tags of active sets) with their latest prediction and label: two queries."""
+    """Each ticket's tags (current tags of active sets) with their latest prediction and label: three queries.
+
+    The shown tags are read once and shared by every state; predictions and labels come as plain
+    values. A page of 50 tickets scored on 15 tags is 750 predictions: as model instances with their
+    tag and set joined they cost ~150 ms of CPU, as values a few (bench/bench_api.py).
+    """
     ids = list(ticket_ids)
     states: dict[int, dict[int, TagState]] = {pk: {} for pk in ids}
     if not ids:
         return states
-    shown = Q(tag__archived_at__isnull=True, tag__tag_set__active=True)
+    tags = {
+        tag.pk: tag
+        for tag in Tag.objects.filter(archived_at__isnull=True, tag_set__active=True).select_related("tag_set")
+    }
+    if not tags:
+        return states
     predictions = (
-        TagPrediction.objects.filter(shown, ticket_id__in=ids)
+        TagPrediction.objects.filter(ticket_id__in=ids, tag_id__in=tags)
         .latest_per_ticket_and_tag()
-        .select_related("tag__tag_set")
+        .values_list("ticket_id", "tag_id", "probability", "is_set", "pk")
     )
-    for p in predictions:
-        states[p.ticket_id][p.tag_id] = TagState(p.tag, p.probability, p.is_set, None, p.pk)
+    for ticket_id, tag_id, probability, is_set, pk in predictions:
+        states[ticket_id][tag_id] = TagState(tags[tag_id], probability, is_set, None, pk)
     labels = (
-        TagLabel.objects.filter(shown, ticket_id__in=ids).latest_per_ticket_and_tag().select_related("tag__tag_set")
+        TagLabel.objects.filter(ticket_id__in=ids, tag_id__in=tags)
+        .latest_per_ticket_and_tag()
+        .values_list("ticket_id", "tag_id", "action")
     )
-    for label in labels:
-        state = states[label.ticket_id].setdefault(label.tag_id, TagState(label.tag, None, False, None))
-        state.label = label.action
+    for ticket_id, tag_id, action in labels:
+        state = states[ticket_id].setdefault(tag_id, TagState(tags[tag_id], None, False, None))
+        state.label = action
     return states
 
 

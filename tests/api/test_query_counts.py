@@ -11,10 +11,10 @@ from tests.api.realistic import SUGGESTIONS_PER_TICKET, build_help_desk
 from triage.models import Correction, Ticket
 
 # The token with its user and groups (roles) in one query, then the view's own: the count and the page, or
-# the ticket, its labels, its latest decision and its suggestions; and the page's (or the ticket's) tag
-# predictions and tag labels: none per row.
-LIST_QUERIES = 5
-DETAIL_QUERIES = 7
+# the ticket, its labels, its latest decision and its suggestions; and the shown tags, the page's (or the
+# ticket's) tag predictions and tag labels: none per row.
+LIST_QUERIES = 6
+DETAIL_QUERIES = 8
 
 
 @pytest.fixture
