@@ -73,7 +73,12 @@ def tag_tickets(ticket_ids: Sequence[int], token: str) -> int:
 
 
 def tag_routed_tickets(ticket_ids: Sequence[int]) -> int:
-    """The routing batch's tags (``tags.hooks``): record the ``tag`` jobs as this call's, then score them."""
+    """The routing batch's tags (``tags.hooks``): record the ``tag`` jobs as this call's, then score them.
+    Without a tag set to score there is no work, and no job is recorded."""
+    from .models import TagSet
+
+    if not TagSet.objects.scorable().exists():
+        return 0
     token = claim_token(None)
     hold_work(TAG, ticket_ids, token)
     return tag_tickets(ticket_ids, token)
