@@ -71,12 +71,15 @@ class ApiToken(models.Model):
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
 
-    def touch(self, every: timedelta = timedelta(minutes=1)) -> None:
-        """Record use, at most once a minute, so that a busy integration does not write on every request."""
+    def touch(self, every: timedelta = timedelta(minutes=1)) -> bool:
+        """Record use, at most once a minute, so that a busy integration does not write on every request.
+        True when it wrote."""
         now = timezone.now()
         if self.last_used_at is None or now - self.last_used_at >= every:
             ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+            return True
+        return False
 
 
 class IdempotencyKey(models.Model):

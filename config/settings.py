@@ -464,6 +464,9 @@ REST_FRAMEWORK = {
     },
     "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
 }
+# Seconds a token lookup (token, user, groups) stays in Redis (api/token_cache.py); any change to a token,
+# user, group or membership forgets every lookup at once. 0: look every token up in the database.
+API_TOKEN_CACHE_SECONDS = env_int("API_TOKEN_CACHE_SECONDS", 60, minimum=0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Triage API",
     "VERSION": "1.0.0",
