@@ -31,6 +31,7 @@ from .models import ApiToken
 logger = logging.getLogger(__name__)
 
 GENERATION = "generation"
+REDIS_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
 TOKEN_FIELDS = tuple(f.attname for f in ApiToken._meta.concrete_fields)
 
 
@@ -42,7 +43,8 @@ def user_fields() -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def token_cache() -> RedisCache:
-    return RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "api-token"})
+    # A Redis that hangs costs a request a second at most, then the database answers.
+    return RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "api-token", "OPTIONS": REDIS_TIMEOUTS})
 
 
 def enabled() -> bool:
