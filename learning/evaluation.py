@@ -77,6 +77,12 @@ def compare_challenger(challenger_f1: float, champion_f1: float, margin: float) 
     )
 
 
+def promotion_verdict(challenger_f1: float, champion_f1: float, margin: float) -> tuple[bool, dict[str, Any]]:
+    """``compare_challenger``'s decision and what a version's metrics record of it (decision, reason, margin)."""
+    promote, reason = compare_challenger(challenger_f1, champion_f1, margin)
+    return promote, {"decision": "promoted" if promote else "rejected", "reason": reason, "margin": margin}
+
+
 def calibrate(logits: np.ndarray, labels: Sequence[str], slugs: Sequence[str]) -> tuple[dict, dict, dict]:
     """Temperature and per-team thresholds for a new version, fitted on its held-out predictions.
 

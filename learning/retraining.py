@@ -32,7 +32,7 @@ from django.conf import settings
 from mlops.inference.scorers import ClassSpec, InvalidInput
 from mlops.models import ModelVersion
 
-from .evaluation import calibrate, compare_challenger, evaluate, public_metrics, scores_of, team_classes
+from .evaluation import calibrate, evaluate, promotion_verdict, public_metrics, scores_of, team_classes
 from .labels import collect_labels, data_hash
 from .recipe import make_recipe
 from .recording import RunRecorder, record_decision
@@ -203,11 +203,10 @@ def run_training(version_id: int) -> ModelVersion:
         threshold_details["fallback_threshold"],
     )
 
-    promote, reason = compare_challenger(new["macro_f1"], old["macro_f1"], margin)
+    promote, verdict = promotion_verdict(new["macro_f1"], old["macro_f1"], margin)
+    reason = verdict["reason"]
     metrics = {
-        "decision": "promoted" if promote else "rejected",
-        "reason": reason,
-        "margin": margin,
+        **verdict,
         "challenger": new,
         "champion": {**public_metrics(old), "version": baseline_name},
         "split": {

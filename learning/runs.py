@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mlops.models import TrainingRun
-from mlops.registry import SELF_TRAINED_SCORER, TRAINED_SCORER
+from mlops.registry import SELF_TRAINED_SCORER, TAG_TRAINED_SCORER, TRAINED_SCORER
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,13 @@ TRAINING_QUEUE = "training"
 
 def task_for(scorer: str):
     """The Celery task that trains a version of ``scorer``."""
-    from .tasks import self_train_task, train_model_task
+    from .tasks import self_train_task, train_model_task, train_tag_model_task
 
-    tasks = {TRAINED_SCORER: train_model_task, SELF_TRAINED_SCORER: self_train_task}
+    tasks = {
+        TRAINED_SCORER: train_model_task,
+        SELF_TRAINED_SCORER: self_train_task,
+        TAG_TRAINED_SCORER: train_tag_model_task,
+    }
     if scorer not in tasks:
         raise ValueError(f"no training task for {scorer!r} versions")
     return tasks[scorer]

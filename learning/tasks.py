@@ -4,6 +4,7 @@ rows and record outcomes (``learning.recording``).
 * ``train_model_task(version_id)`` — on the ``training`` queue (``CELERY_TASK_ROUTES``). Claims the
   run (queued → running) first, so a redelivered message does nothing while the run is alive; a run
   whose heartbeat stopped (its worker was killed, e.g. by the out-of-memory killer) is marked failed.
+* ``train_tag_model_task(version_id)`` — a tag set's SetFit head (``learning.tag_retraining``), the same way.
 * ``self_train_task(version_id)`` — on the ``training`` queue too: a self-trained build
   (``learning.selftrain_build``), claimed the same way.
 * ``check_retrain_trigger_task()`` — run by beat: queues a training when ``check_trigger`` says so,
@@ -33,6 +34,14 @@ def train_model_task(version_id: int) -> str:
     from .retraining import run_training
 
     return _run(version_id, run_training)
+
+
+@shared_task(name="learning.tasks.train_tag_model_task", acks_late=True, time_limit=settings.TRIAGE_TRAINING_TIME_LIMIT)
+def train_tag_model_task(version_id: int) -> str:
+    """Train tag-set version ``version_id`` (queued by ``learning.tag_retraining.request_tag_training``)."""
+    from .tag_retraining import run_tag_training
+
+    return _run(version_id, run_tag_training)
 
 
 @shared_task(name="learning.tasks.self_train_task", acks_late=True, time_limit=settings.TRIAGE_TRAINING_TIME_LIMIT)
@@ -92,13 +101,21 @@ def _run(version_id: int, work) -> str:
 
 @shared_task(name="learning.tasks.check_retrain_trigger_task")
 def check_retrain_trigger_task() -> str:
-    """Beat: queue a training when every team has enough labels and enough new ones arrived."""
+    """Beat: queue a training when every team has enough labels and enough new ones arrived; else a tag
+    set's training when its tags have (``learning.tag_retraining``)."""
+    from .tag_retraining import request_due_tag_training
     from .trigger import TrainingInProgress, check_trigger, request_training
 
     reap_stale_runs()
     check = check_trigger()
     if not check.fire:
         logger.info("retrain trigger: not now (%s)", check.reason)
+        try:
+            tag_version = request_due_tag_training()
+        except TrainingInProgress as exc:
+            return f"not now: {exc}"
+        if tag_version is not None:
+            return f"queued {tag_version.version} ({tag_version.task})"
         return f"not now: {check.reason}"
     try:
         version = request_training(trigger="threshold")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 
-from mlops.models import ModelVersion, TrainingRun
+from mlops.models import ROUTING_TASK, ModelVersion, TrainingRun
 from mlops.registry import TRAINED_SCORER as SCORER
 from triage.models import Correction, Team
 
@@ -77,9 +77,11 @@ def run_queue_lock() -> Iterator[None]:
         yield
 
 
-def queue_run(scorer: str, *, model_ref: str, trigger: str, user, config: dict, enqueue: bool) -> ModelVersion:
-    """Under ``run_queue_lock``: the next version ``<scorer>-<n>`` (status training) and its queued run,
-    sent to the ``training`` queue after commit (``learning.runs``) unless ``enqueue`` is False."""
+def queue_run(
+    scorer: str, *, model_ref: str, trigger: str, user, config: dict, enqueue: bool, task: str = ROUTING_TASK
+) -> ModelVersion:
+    """Under ``run_queue_lock``: the next version ``<scorer>-<n>`` (status training) for ``task`` and its
+    queued run, sent to the ``training`` queue after commit (``learning.runs``) unless ``enqueue`` is False."""
     with run_queue_lock():
         number = ModelVersion.objects.filter(scorer=scorer).count() + 1
         version = ModelVersion.objects.create(
@@ -90,6 +92,7 @@ def queue_run(scorer: str, *, model_ref: str, trigger: str, user, config: dict, 
             trigger=trigger,
             triggered_by=user,
             config=config,
+            task=task,
         )
         TrainingRun.objects.create(model_version=version, progress={"stage": "queued"})
         if enqueue:

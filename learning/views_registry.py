@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from mlops.models import ModelVersion, TrainingRun
+from mlops.models import ROUTING_TASK, ModelVersion, TrainingRun
 from mlops.registry import SERVABLE, promote_version
 from triage.models import Team
 from triage.roles import admin_required
@@ -119,11 +119,25 @@ def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
         }
         for slug in teams
     ]
+    tag_rows = []
+    if version.task != ROUTING_TASK:  # a tag set's head: its tags instead of teams
+        tags = sorted(set(challenger.get("f1_per_tag", {})) | set(version.label_counts or {}))
+        rows = []
+        tag_rows = [
+            {
+                "tag": slug,
+                "labels": (version.label_counts or {}).get(slug, 0),
+                "f1": challenger.get("f1_per_tag", {}).get(slug),
+                "champion_f1": champion.get("f1_per_tag", {}).get(slug),
+            }
+            for slug in tags
+        ]
     context = {
         "version": version,
         "run": run,
         "metrics": metrics,
         "rows": rows,
+        "tag_rows": tag_rows,
         "can_rollback": version.status in SERVABLE,
     }
     return render(request, "learning/registry_version.html", context)

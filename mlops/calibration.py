@@ -305,6 +305,28 @@ def macro_f1(labels: Sequence, predicted: Sequence) -> float | None:
     return float(f1_score(labels, predicted, labels=seen, average="macro", zero_division=0))
 
 
+def multilabel_macro_f1(y: np.ndarray, predicted: np.ndarray, known: np.ndarray | None = None) -> dict[str, Any]:
+    """Macro-F1 over the tags of a multi-label set: each tag's F1 (one-vs-rest, on the cells ``known``
+    says a person labelled, all by default), averaged over the tags seen as a label or a prediction there
+    (as ``macro_f1`` counts classes). Returns ``{"macro_f1": float | None, "f1_per_tag": [float | None]}``.
+
+    >>> multilabel_macro_f1(np.array([[1, 0], [0, 1]]), np.array([[1, 0], [1, 1]]))["macro_f1"]
+    0.8333333333333333
+    """
+    from sklearn.metrics import f1_score
+
+    y, predicted = np.asarray(y, dtype=bool), np.asarray(predicted, dtype=bool)
+    known = np.ones_like(y) if known is None else np.asarray(known, dtype=bool)
+    per_tag: list[float | None] = []
+    for j in range(y.shape[1]):
+        rows = known[:, j]
+        truth, guess = y[rows, j], predicted[rows, j]
+        seen = truth.any() or guess.any()
+        per_tag.append(float(f1_score(truth, guess, zero_division=0)) if seen else None)
+    scored = [f for f in per_tag if f is not None]
+    return {"macro_f1": float(np.mean(scored)) if scored else None, "f1_per_tag": per_tag}
+
+
 def classification_report(labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, balanced accuracy and per-class precision/recall/F1/support."""
     from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support

@@ -7,18 +7,28 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+# What a version is for: routing tickets to teams, or one tag set's tags (``tags:<tag set slug>``).
+ROUTING_TASK = "routing"
+
+
+def tag_task(tag_set_slug: str) -> str:
+    return f"tags:{tag_set_slug}"
+
 
 class ModelVersionQuerySet(models.QuerySet):
-    def champion(self) -> ModelVersion | None:
-        """The version that routes new tickets (at most one: a unique constraint), or None before the first."""
-        return self.filter(status=ModelVersion.Status.CHAMPION).first()
+    def champion(self, task: str = ROUTING_TASK) -> ModelVersion | None:
+        """The version that serves ``task`` (routing by default; at most one per task: a unique constraint),
+        or None before the first."""
+        return self.filter(status=ModelVersion.Status.CHAMPION, task=task).first()
 
 
 class ModelVersion(models.Model):
-    """One servable routing model: a zero-shot scorer configuration or a trained SetFit model.
+    """One servable model: a zero-shot scorer configuration or a trained SetFit model, for routing or for
+    one tag set's tags (``task``).
 
-    Predictions reference the version that produced them. Exactly one version is the champion
-    (``status == CHAMPION``) at a time; it routes new tickets.
+    Predictions reference the version that produced them. Exactly one version per task is the champion
+    (``status == CHAMPION``) at a time; the routing champion routes new tickets, a tag set's champion
+    scores its tags (before a tag set has one, the zero-shot tag scorer does).
     """
 
     class Status(models.TextChoices):
@@ -34,6 +44,9 @@ class ModelVersion(models.Model):
     )
     model_ref = models.CharField(max_length=500, help_text="Hub id, packaged model or path of the weights.")
     version = models.CharField(max_length=64, help_text="Human-readable version label.")
+    task = models.CharField(
+        max_length=80, default=ROUTING_TASK, help_text='What it serves: "routing" or "tags:<tag set slug>".'
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     artifact_path = models.CharField(max_length=500, blank=True)
     config = models.JSONField(default=dict, blank=True, help_text="Scorer settings (template, head, ...).")
@@ -59,7 +72,7 @@ class ModelVersion(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["status"], condition=models.Q(status="champion"), name="one_champion_model_version"
+                fields=["task"], condition=models.Q(status="champion"), name="one_champion_model_version_per_task"
             )
         ]
 

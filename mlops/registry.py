@@ -34,15 +34,17 @@ TRAINED_SCORER = "setfit"
 # A head fitted on the unlabeled stream (learning.selftrain_build): a zero-shot model refined by what
 # the teams receive. It is fitted on one set of teams' texts; when they change, zero-shot takes over.
 SELF_TRAINED_SCORER = "self-trained"
+# A SetFit head trained on agents' tag labels for one tag set (its ``task`` names the set).
+TAG_TRAINED_SCORER = "setfit-tags"
 # Versions that serve from files in their artifact directory.
-FILE_SCORERS = (TRAINED_SCORER, SELF_TRAINED_SCORER)
+FILE_SCORERS = (TRAINED_SCORER, SELF_TRAINED_SCORER, TAG_TRAINED_SCORER)
 # Versions that can (again) become the champion: not failed, not still training.
 SERVABLE = (ModelVersion.Status.CANDIDATE, ModelVersion.Status.RETIRED, ModelVersion.Status.REJECTED)
 
 
 # --- Promotion ------------------------------------------------------------------------------------
 def promote_version(version: ModelVersion, *, user=None, reason: str = "", trigger: str | None = None) -> ModelVersion:
-    """Make ``version`` the champion; the previous champion is retired. One transaction.
+    """Make ``version`` the champion of its task; the previous champion of that task is retired. One transaction.
 
     Used for promotion after training, for an admin's rollback to an earlier version and for a
     zero-shot configuration that replaces another (``trigger`` is then stored on the version). A
@@ -60,7 +62,9 @@ def promote_version(version: ModelVersion, *, user=None, reason: str = "", trigg
             raise ValidationError(f"{locked.version} is {locked.get_status_display().lower()}: it cannot serve")
         if locked.scorer in FILE_SCORERS and not locked.files_present():
             raise ValidationError(f"the files of {locked.version} are gone from {locked.artifact_path}")
-        previous = list(ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.CHAMPION))
+        previous = list(
+            ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.CHAMPION, task=locked.task)
+        )
         # Retire first: the unique constraint allows one champion at any moment, even inside a transaction.
         ModelVersion.objects.filter(pk__in=[p.pk for p in previous]).update(status=ModelVersion.Status.RETIRED)
         locked.status = ModelVersion.Status.CHAMPION

@@ -9,6 +9,8 @@ new. The numbers come from ``score_tag_set(texts, spec, scorer)``, which needs n
 * a **zero-shot** set with the **NLI** scorer: the zero-shot pipeline's scores (single-label: softmax
   of entailment over the set's tags; multi-label: per tag, entailment against contradiction), native,
   or a tag's ``nli`` logistic calibration when one was fitted;
+* a zero-shot set with a **trained champion** (a SetFit head fitted on agents' tag labels by the
+  retraining job, ``champion_tag_scores``): its probabilities as they are (``calibration="native"``);
 * a zero-shot set with an **offline** scorer (embedding, cross-encoder, ensemble): a raw cosine or
   relevance score is no probability, so each tag's score goes through its one-vs-rest logistic
   calibration (``mlops.calibration.fit_logistic_calibration``): fitted on agents' labels, else on the
@@ -221,6 +223,37 @@ def zero_shot_scorer():
     return choice.scorer
 
 
+def champion_tag_scores(texts: Sequence[str], spec: TagSetSpec) -> tuple[SetScores, Any] | None:
+    """The scores of a tag set's trained champion (``learning.tag_retraining``) and that ``ModelVersion``;
+    None when the set has none, or its model cannot load or does not know every current tag of the set
+    (a tag added since training): the zero-shot scorer then scores the set."""
+    from mlops.inference.encoders import ModelUnavailable
+    from mlops.models import ModelVersion, tag_task
+
+    if spec.method != "zero_shot":
+        return None
+    champion = ModelVersion.objects.champion(task=tag_task(spec.slug))
+    if champion is None:
+        return None
+    from mlops.inference.setfit_tags import get_tag_model
+
+    try:
+        model = get_tag_model(champion.artifact_path, champion.version)
+    except (ModelUnavailable, OSError) as exc:
+        logger.warning("tag set %s: champion %s cannot load (%s); scoring zero-shot", spec.slug, champion, exc)
+        return None
+    missing = [t.slug for t in spec.tags if t.slug not in model.labels]
+    if missing:
+        logger.info("tag set %s: %s was not trained on %s; scoring zero-shot", spec.slug, champion, missing)
+        return None
+    columns = [model.labels.index(t.slug) for t in spec.tags]
+    probs = model.probabilities(list(texts))[:, columns]
+    if spec.single_label and len(columns) < len(model.labels):  # a tag archived since training
+        probs = probs / probs.sum(axis=1, keepdims=True)
+    version = f"setfit-tags:{champion.version}|{_digest([spec.kind, [t.slug for t in spec.tags]])}"
+    return SetScores(probs, probs, probs, ["native"] * len(spec.tags), "setfit", version), champion
+
+
 def score_tags(tickets: Iterable[Any], *, scorer: Any = None) -> dict[int, list[Any]]:
     """Score and store every active tag set's tags for ``tickets``; ticket id → its ``TagPrediction`` rows.
 
@@ -238,9 +271,14 @@ def score_tags(tickets: Iterable[Any], *, scorer: Any = None) -> dict[int, list[
     for spec in specs:
         if not spec.tags:
             continue
-        if spec.method != "language" and scorer is None:
-            scorer = zero_shot_scorer()
-        scores = score_tag_set(texts, spec, scorer)
+        trained = champion_tag_scores(texts, spec)
+        model_version = trained[1] if trained else None
+        if trained is not None:
+            scores = trained[0]
+        else:
+            if spec.method != "language" and scorer is None:
+                scorer = zero_shot_scorer()
+            scores = score_tag_set(texts, spec, scorer)
         thresholds = [t.threshold for t in spec.tags]
         chosen = scores.is_set(thresholds, spec.single_label)
         for i, ticket in enumerate(tickets):
@@ -259,6 +297,7 @@ def score_tags(tickets: Iterable[Any], *, scorer: Any = None) -> dict[int, list[
                         scorer=scores.scorer,
                         scorer_version=scores.scorer_version[:300],
                         calibration=scores.calibration[j],
+                        model_version=model_version,
                     )
                 )
     TagPrediction.objects.bulk_create(rows, ignore_conflicts=True)
