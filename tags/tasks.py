@@ -1,7 +1,8 @@
 """Tagging as per-ticket work (``triage.work``, kind ``tag``): a routed ticket's tags are never lost.
 
-Tags are scored in the routing batch (``tags.hooks``, on ``triage.signals.tickets_routed``): the hook
-opens the batch's ``tag`` jobs claimed by itself and unsent (``hold_work``), scores, and marks them done.
+Tags are scored in the routing batch (``tags.hooks``): the batch's ``tag`` jobs are opened claimed by
+the routing task and unsent (``hold_work``) in the transaction that ends its routing
+(``triage.signals.routing_finishing``), then scored and marked done (``tickets_routed``).
 When scoring fails (the database blinked, no zero-shot scorer could load yet, a bug) the jobs are
 given back; the sweeper then sends each like any job never sent, and ``score_tags_task`` claims a batch
 of waiting ``tag`` jobs and scores them, with the same guarantees as routing and suggestions (claimed
@@ -72,16 +73,26 @@ def tag_tickets(ticket_ids: Sequence[int], token: str) -> int:
         raise
 
 
-def tag_routed_tickets(ticket_ids: Sequence[int]) -> int:
-    """The routing batch's tags (``tags.hooks``): record the ``tag`` jobs as this call's, then score them.
-    Without a tag set to score there is no work, and no job is recorded."""
+def record_tag_jobs(ticket_ids: Sequence[int], claim: str) -> bool:
+    """Open the tickets' ``tag`` jobs held by ``claim`` and unsent (routing calls this in the transaction
+    that ends its batch); False, and nothing recorded, when no tag set is scorable."""
     from .models import TagSet
 
     if not TagSet.objects.scorable().exists():
-        return 0
-    token = claim_token(None)
-    hold_work(TAG, ticket_ids, token)
-    return tag_tickets(ticket_ids, token)
+        return False
+    hold_work(TAG, ticket_ids, claim)
+    return True
+
+
+def tag_routed_tickets(ticket_ids: Sequence[int], claim: str | None = None) -> int:
+    """The routing batch's tags (``tags.hooks``): score the tickets whose ``tag`` jobs ``claim`` holds
+    (recorded with the routing's end). Without ``claim`` (a caller other than the routing task) the jobs
+    are recorded here first."""
+    if claim is None:
+        claim = claim_token(None)
+        if not record_tag_jobs(ticket_ids, claim):
+            return 0
+    return tag_tickets(ticket_ids, claim)
 
 
 def _tag_each_alone(ticket_ids: Sequence[int], token: str) -> int:

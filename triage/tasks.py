@@ -25,13 +25,13 @@ from collections.abc import Sequence
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 
 from mlops.inference.encoders import ModelUnavailable
 
 from . import routing
 from .models import Prediction
-from .signals import tickets_routed
+from .signals import routing_finishing, tickets_routed
 from .work import (
     batch_options,
     claim_batch,
@@ -114,6 +114,12 @@ def route_ticket_task(self, ticket_id: int) -> str:
                 return "failed"
             logger.exception("a batch of %d tickets failed; routing each alone", len(ticket_ids))
             outcomes = _route_each_alone(ticket_ids)
+        # Decided now, decided before, or sent to needs-triage by route_tickets: the work is done either
+        # way. The work that follows routing (tags) is recorded in the same transaction.
+        with transaction.atomic():
+            for claimed in ticket_ids:
+                finish_work(claimed, ROUTE, claim=token)
+            routing_finishing.send(sender=route_ticket_task, ticket_ids=list(ticket_ids), claim=token)
     except TRANSIENT_ERRORS as exc:
         if self.request.retries >= self.max_retries:
             for claimed in ticket_ids:
@@ -129,12 +135,10 @@ def route_ticket_task(self, ticket_id: int) -> str:
         countdown = backoff_seconds(self.request.retries)
         logger.warning("tickets %s: %s; retrying in %s s", ticket_ids, exc, countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
-    # Decided now, decided before, or sent to needs-triage by route_tickets: the work is done either way.
-    for claimed in ticket_ids:
-        finish_work(claimed, ROUTE, claim=token)
     # Tags and the like score the same batch while the models are warm; their failures are logged,
     # never routing's.
-    for receiver, error in tickets_routed.send_robust(sender=route_ticket_task, ticket_ids=list(ticket_ids)):
+    routed = tickets_routed.send_robust(sender=route_ticket_task, ticket_ids=list(ticket_ids), claim=token)
+    for receiver, error in routed:
         if isinstance(error, Exception):
             logger.error("tickets %s: %s failed after routing: %r", ticket_ids, receiver, error)
     return _summary(outcomes)

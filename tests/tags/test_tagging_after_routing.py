@@ -49,3 +49,42 @@ def test_the_routing_task_sends_tickets_routed_after_routing(settings, django_ca
         tickets_routed.disconnect(dispatch_uid="t")
     assert seen == [[ticket.pk]]
     assert TagPrediction.objects.get(ticket=ticket, is_set=True).tag.slug == "en"
+
+
+def test_the_tag_job_is_recorded_in_the_transaction_that_ends_the_routing(settings):
+    """The database failing right after the routing jobs are marked done would have lost the tags' job: it is
+    recorded in the same transaction, so the failure rolls both back and the task's retry does both."""
+    from django.db import OperationalError
+
+    from triage.models import Team, TicketJob
+    from triage.signals import routing_finishing
+    from triage.tasks import route_ticket_task
+    from triage.work import request_work
+
+    settings.TRIAGE_ROUTING_SCORER = "embedding"
+    Team.objects.create(slug="billing", name="Billing", description="Invoices and refunds.")
+    Team.objects.create(slug="orders", name="Orders", description="Parcels and deliveries.")
+    create_tag_set(
+        "Language",
+        kind="single",
+        method="language",
+        tags=[{"slug": "en", "name": "English"}, {"slug": "de", "name": "German"}],
+    )
+    ticket = Ticket.objects.create(subject="Charged twice", body="I was charged twice for my order, please refund.")
+    request_work(ticket.pk, ["route"])
+    seen = []
+
+    def database_dies_once(sender, ticket_ids, claim, **kwargs):
+        seen.append(TicketJob.objects.filter(ticket=ticket, kind="tag").exists())  # recorded, not committed
+        if len(seen) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+
+    routing_finishing.connect(database_dies_once, weak=False, dispatch_uid="dies-once")
+    try:
+        route_ticket_task.apply(args=[ticket.pk])  # eager: the retry runs at once
+    finally:
+        routing_finishing.disconnect(dispatch_uid="dies-once")
+    assert seen == [True, True]
+    jobs = {job.kind: job for job in TicketJob.objects.filter(ticket=ticket)}
+    assert jobs["route"].done_at is not None and jobs["tag"].done_at is not None
+    assert TagPrediction.objects.get(ticket=ticket, is_set=True).tag.slug == "en"
