@@ -12,6 +12,21 @@ from triage.signals import tickets_routed
 pytestmark = pytest.mark.django_db
 
 
+def routable_english_ticket() -> Ticket:
+    """Two teams, a language tag set and an English ticket to route."""
+    from triage.models import Team
+
+    Team.objects.create(slug="billing", name="Billing", description="Invoices and refunds.")
+    Team.objects.create(slug="orders", name="Orders", description="Parcels and deliveries.")
+    create_tag_set(
+        "Language",
+        kind="single",
+        method="language",
+        tags=[{"slug": "en", "name": "English"}, {"slug": "de", "name": "German"}],
+    )
+    return Ticket.objects.create(subject="Charged twice", body="I was charged twice for my order, please refund.")
+
+
 def test_tickets_routed_scores_their_tags():
     create_tag_set(
         "Language",
@@ -26,20 +41,10 @@ def test_tickets_routed_scores_their_tags():
 
 
 def test_the_routing_task_sends_tickets_routed_after_routing(settings, django_capture_on_commit_callbacks):
-    from triage.models import Team
     from triage.tasks import route_ticket_task
 
     settings.TRIAGE_ROUTING_SCORER = "embedding"  # the packaged bi-encoder: fast, offline, real
-
-    Team.objects.create(slug="billing", name="Billing", description="Invoices and refunds.")
-    Team.objects.create(slug="orders", name="Orders", description="Parcels and deliveries.")
-    create_tag_set(
-        "Language",
-        kind="single",
-        method="language",
-        tags=[{"slug": "en", "name": "English"}, {"slug": "de", "name": "German"}],
-    )
-    ticket = Ticket.objects.create(subject="Charged twice", body="I was charged twice for my order, please refund.")
+    ticket = routable_english_ticket()
     seen = []
     tickets_routed.connect(lambda sender, ticket_ids, **kw: seen.append(ticket_ids), weak=False, dispatch_uid="t")
     try:
@@ -56,21 +61,13 @@ def test_the_tag_job_is_recorded_in_the_transaction_that_ends_the_routing(settin
     recorded in the same transaction, so the failure rolls both back and the task's retry does both."""
     from django.db import OperationalError
 
-    from triage.models import Team, TicketJob
+    from triage.models import TicketJob
     from triage.signals import routing_finishing
     from triage.tasks import route_ticket_task
     from triage.work import request_work
 
     settings.TRIAGE_ROUTING_SCORER = "embedding"
-    Team.objects.create(slug="billing", name="Billing", description="Invoices and refunds.")
-    Team.objects.create(slug="orders", name="Orders", description="Parcels and deliveries.")
-    create_tag_set(
-        "Language",
-        kind="single",
-        method="language",
-        tags=[{"slug": "en", "name": "English"}, {"slug": "de", "name": "German"}],
-    )
-    ticket = Ticket.objects.create(subject="Charged twice", body="I was charged twice for my order, please refund.")
+    ticket = routable_english_ticket()
     request_work(ticket.pk, ["route"])
     seen = []
 
