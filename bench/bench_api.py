@@ -5,8 +5,10 @@
 What it does, all on this machine (loopback only, 127.0.0.1):
 
 1. a database of its own (``triage_bench_api`` on the embedded Postgres) with a help desk that has
-   history: ``--tickets`` (3,000) tickets, each with two routing decisions, five article suggestions,
-   and two agent labels on one ticket in three (``tests/api/realistic.py``), built once and reused;
+   history: ``--tickets`` (3,000) tickets, each with two routing decisions, five article suggestions
+   (with their embedded passages), a prediction for each of the demo's 15 tags, two agent labels on one
+   ticket in three and a tag label on one in five (``tests/api/realistic.py``), built once and reused
+   (drop the database to rebuild it after that file changes);
 2. gunicorn with ``config/gunicorn.conf.py`` (``TRIAGE_ENV=production``, DEBUG off), and, for the
    record, the previous setting (3 sync workers) in the same run, one after the other;
 3. ``--clients`` clients, each with its own agent token and keep-alive connection, in a bounded loop

@@ -48,9 +48,12 @@ threads = _int("GUNICORN_THREADS", 8)
 keepalive = 5  # seconds an idle keep-alive connection stays open
 timeout = _int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = 30
-# Recycle workers now and then so that slow leaks (caches, fragmentation) cannot grow without bound.
-max_requests = 5000
-max_requests_jitter = 500
+# Recycle workers now and then so that slow leaks (caches, fragmentation) cannot grow without bound. Not
+# often: a new worker loads the deflection embedder before it serves (seconds of CPU, 40 s on a busy
+# 2-core machine), leaving the others the whole load meanwhile; 5,000 requests was every ~4 minutes per
+# worker with 50 agents. 50,000: about every 40 minutes per worker at that rate.
+max_requests = 50_000
+max_requests_jitter = 5_000
 # Load Django once in the master and fork: faster start, shared memory pages. Nothing opens a database
 # or Redis connection at import time, so the children do not share sockets.
 preload_app = True
