@@ -120,6 +120,7 @@ def test_a_multi_label_set_trains_a_one_vs_rest_head_that_serves_once_it_wins(
 
     model = TagSetFitModel(version.artifact_path)
     assert type(model.model.model_head).__name__ == "OneVsRestClassifier" and model.labels == ["outage", "security"]
+    assert model.model.model_head.estimator.class_weight == "balanced"  # rare tags still reach 0.5
     assert not (Path.cwd() / "checkpoints").exists()  # the trainer's scratch files stay out of the working directory
     # The routing champion is untouched: one champion per task.
     assert ModelVersion.objects.champion() != version
