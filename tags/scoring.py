@@ -75,6 +75,26 @@ class TagSetSpec:
         )
         return cls(tag_set.slug, tag_set.kind, tag_set.method, tags)
 
+    @classmethod
+    def from_seed(cls, raw: dict[str, Any], *, shipped: bool = True) -> TagSetSpec:
+        """From a tag set as ``tags/demo_data/tag_sets.json`` writes it (evaluation scripts, no database);
+        tags in slug order as ``TagSet.objects.scorable()`` gives them. ``shipped=False`` leaves out the
+        thresholds and calibrations shipped with them (defaults: 0.5, none)."""
+        tags = tuple(
+            TagSpec(t["slug"], t["name"], t.get("description", ""), t.get("hypothesis", ""))
+            if not shipped
+            else TagSpec(
+                t["slug"],
+                t["name"],
+                t.get("description", ""),
+                t.get("hypothesis", ""),
+                t.get("threshold", 0.5),
+                t.get("calibration", {}),
+            )
+            for t in sorted(raw["tags"], key=lambda t: t["slug"])
+        )
+        return cls(raw["slug"], raw["kind"], raw["method"], tags)
+
 
 @dataclass
 class SetScores:

@@ -38,7 +38,7 @@ def main() -> None:
 
     from mlops.inference.registry import get_scorer
     from tags.evaluation import Labelled, evaluate, read_labelled
-    from tags.scoring import TagSetSpec, TagSpec, score_tag_set
+    from tags.scoring import TagSetSpec, score_tag_set
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tagsets", default="sentiment,urgency")
@@ -53,14 +53,7 @@ def main() -> None:
     fold = np.array([int(hashlib.sha256(i.split("-")[1].encode()).hexdigest()[:8], 16) % 2 for i in ids])
     results = []
     for set_slug in args.tagsets.split(","):
-        raw = demo[set_slug]
-        tags = sorted(raw["tags"], key=lambda t: t["slug"])
-        spec = TagSetSpec(
-            set_slug,
-            raw["kind"],
-            raw["method"],
-            tuple(TagSpec(t["slug"], t["name"], t.get("description", ""), t.get("hypothesis", "")) for t in tags),
-        )
+        spec = TagSetSpec.from_seed(demo[set_slug], shipped=False)
         dev = read_labelled(dev_path, spec)
         halves = [Labelled([dev.texts[i] for i in np.flatnonzero(fold == k)], dev.y[fold == k]) for k in (0, 1)]
         for scorer_name in args.scorers.split(","):

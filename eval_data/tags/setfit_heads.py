@@ -36,7 +36,7 @@ def main() -> None:
     from mlops.inference.registry import get_scorer
     from mlops.inference.setfit_tags import TagSetFitModel, save_tag_model, train_tag_setfit
     from tags.evaluation import read_labelled
-    from tags.scoring import TagSetSpec, TagSpec, score_tag_set
+    from tags.scoring import TagSetSpec, score_tag_set
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tagsets", default="sentiment,urgency,topics")
@@ -49,24 +49,7 @@ def main() -> None:
     zero_shot = get_scorer(args.scorer)
     results = []
     for set_slug in args.tagsets.split(","):
-        raw = demo[set_slug]
-        tags = sorted(raw["tags"], key=lambda t: t["slug"])
-        spec = TagSetSpec(
-            set_slug,
-            raw["kind"],
-            raw["method"],
-            tuple(
-                TagSpec(
-                    t["slug"],
-                    t["name"],
-                    t.get("description", ""),
-                    t.get("hypothesis", ""),
-                    t.get("threshold", 0.5),
-                    t.get("calibration", {}),
-                )
-                for t in tags
-            ),
-        )
+        spec = TagSetSpec.from_seed(demo[set_slug])
         single = spec.single_label
         labels = [t.slug for t in spec.tags]
         dev = read_labelled(HERE / "dev.jsonl", spec)
