@@ -4,21 +4,21 @@ what is still missing, so a redelivered message does no harm."""
 from __future__ import annotations
 
 import logging
-import time
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from triage.work import finish_work, register_work
+from triage.work import MAX_RETRIES, register_work, run_batch
 
 logger = logging.getLogger(__name__)
 
 SUGGEST = "suggest"
 # The database blinked (a restart, a failover): worth another try.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
-# Every task here retries a lost database connection the same way, with capped exponential backoff.
+# The article tasks retry a lost database connection the same way, with capped exponential backoff
+# (suggestions are per-ticket work: ``triage.work.run_batch`` has the rules).
 RETRY_ON_DB_ERRORS = {
     "autoretry_for": TRANSIENT_DB_ERRORS,
     "retry_backoff": True,
@@ -70,70 +70,24 @@ def reindex_articles_task(batch_size: int | None = None) -> dict:
     return {"outcomes": outcomes, "remaining": remaining}
 
 
-def _suggest_each_alone(ticket_ids: list[int], token: str) -> int:
-    """After a batch failed with a bug: each ticket on its own; one that fails again is left to the sweeper."""
-    from triage.work import release_batch
-
-    from .services import suggest_for_tickets
-
-    stored = 0
-    for ticket_id in ticket_ids:
-        try:
-            stored += sum(len(rows) for rows in suggest_for_tickets([ticket_id]).values())
-        except TRANSIENT_DB_ERRORS:
-            raise
-        except Exception:
-            logger.exception("ticket %s: suggestions failed; the sweeper sends it again", ticket_id)
-            release_batch(SUGGEST, [ticket_id], token)
-            continue
-        finish_work(ticket_id, SUGGEST, claim=token)
-    return stored
-
-
 @shared_task(
     bind=True,
     name="search.tasks.suggest_articles_task",
-    **RETRY_ON_DB_ERRORS,
-    max_retries=5,
+    acks_late=True,
+    max_retries=MAX_RETRIES,
     time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
 )
 def suggest_articles_task(self, ticket_id: int) -> int:
     """Compute and store the article suggestions of a ticket and of the suggestion jobs waiting with it
-    (one batch, ``triage.work.claim_batch``); returns how many suggestions were stored.
-
-    Per-ticket work (``triage.work``): each ticket's job is marked done once its suggestions are stored;
-    a failure leaves it to the sweeper. A database error gives the claims back before the retry.
-    """
-    from triage.work import batch_options, claim_batch, claim_token, record_batch, release_batch
-
+    (one batch, ``triage.work.run_batch``: claimed first, retried, a failing ticket left to the sweeper);
+    returns how many suggestions were stored."""
     from .services import suggest_for_tickets
 
-    token = claim_token(self.request.id)
-    ticket_ids = claim_batch(SUGGEST, ticket_id, token, **batch_options(SUGGEST))
-    if not ticket_ids:
-        return 0
-    started = time.monotonic()
-    try:
-        stored = sum(len(rows) for rows in suggest_for_tickets(ticket_ids).values())
-        record_batch(SUGGEST, len(ticket_ids), time.monotonic() - started)
-    except TRANSIENT_DB_ERRORS:
-        try:
-            release_batch(SUGGEST, ticket_ids, token)
-        except TRANSIENT_DB_ERRORS:  # the lease runs out by itself
-            logger.warning("could not release %d claimed suggestion jobs", len(ticket_ids))
-        raise
-    except Exception:
-        if len(ticket_ids) == 1:  # left to the sweeper, as before batching
-            release_batch(SUGGEST, ticket_ids, token)
-            raise
-        logger.exception("a batch of %d tickets failed; suggesting for each alone", len(ticket_ids))
-        return _suggest_each_alone(ticket_ids, token)
-    for claimed in ticket_ids:
-        finish_work(claimed, SUGGEST, claim=token)
-    return stored
+    run = run_batch(self, SUGGEST, ticket_id, suggest_for_tickets)
+    return sum(len(rows) for rows in run.outcomes.values())
 
 
-register_work(SUGGEST, suggest_articles_task)
+register_work(SUGGEST, suggest_articles_task, label="suggestions")
 
 
 @shared_task(

@@ -13,64 +13,53 @@ job of their own (``on_create=False``): routing asks for it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-# The same errors are worth another try as for routing (the database blinked, a model could not load
-# yet, memory ran short), with the same backoff.
-from triage.tasks import MAX_RETRIES, TRANSIENT_ERRORS, backoff_seconds
-from triage.work import (
-    batch_options,
-    claim_batch,
-    claim_token,
-    finish_work,
-    hold_work,
-    record_batch,
-    register_work,
-    release_batch,
-)
+from triage.work import MAX_RETRIES, claim_token, finish_work, hold_work, register_work, release_batch, run_batch
 
 logger = logging.getLogger(__name__)
 
 TAG = "tag"
 
 
-def _release(ticket_ids: Sequence[int], token: str) -> None:
-    try:
-        release_batch(TAG, ticket_ids, token)
-    except DatabaseError:  # the lease runs out by itself
-        logger.warning("could not give back %d tag jobs; they are sent when their lease ends", len(ticket_ids))
-
-
-def _score_and_finish(ticket_ids: Sequence[int], token: str) -> int:
+def _score(ticket_ids: Sequence[int]) -> dict:
+    """Score and store the tickets' tags; their predictions by ticket id."""
     from triage.models import Ticket
 
     from .scoring import score_tags
+
+    return score_tags(Ticket.objects.filter(pk__in=list(ticket_ids)).order_by("pk"))
+
+
+def _tagged(ticket_ids: list[int], claim: str) -> None:
+    """In the transaction that marks the tag jobs done: tell the listeners (webhooks) once it commits."""
     from .signals import tags_changed
 
-    ids = list(ticket_ids)
-    started = time.monotonic()
-    stored = score_tags(Ticket.objects.filter(pk__in=ids).order_by("pk"))
-    record_batch(TAG, len(ids), time.monotonic() - started)
-    for ticket_id in ids:
-        finish_work(ticket_id, TAG, claim=token)
-    transaction.on_commit(lambda: tags_changed.send_robust(sender=tag_tickets, ticket_ids=ids))
-    return sum(len(rows) for rows in stored.values())
+    transaction.on_commit(lambda: tags_changed.send_robust(sender=tag_tickets, ticket_ids=list(ticket_ids)))
 
 
 def tag_tickets(ticket_ids: Sequence[int], token: str) -> int:
     """Score and store the tags of tickets whose ``tag`` jobs ``token`` holds, and mark the jobs done;
     returns how many predictions they have. On failure the jobs are given back (then sent by the
     sweeper) and the error raised."""
+    ids = list(ticket_ids)
     try:
-        return _score_and_finish(ticket_ids, token)
+        stored = _score(ids)
+        with transaction.atomic():
+            for ticket_id in ids:
+                finish_work(ticket_id, TAG, claim=token)
+            _tagged(ids, token)
     except BaseException:
-        _release(ticket_ids, token)
+        try:
+            release_batch(TAG, ids, token)
+        except DatabaseError:  # the lease runs out by itself
+            logger.warning("could not give back %d tag jobs; they are sent when their lease ends", len(ids))
         raise
+    return sum(len(rows) for rows in stored.values())
 
 
 def record_tag_jobs(ticket_ids: Sequence[int], claim: str) -> bool:
@@ -95,21 +84,6 @@ def tag_routed_tickets(ticket_ids: Sequence[int], claim: str | None = None) -> i
     return tag_tickets(ticket_ids, claim)
 
 
-def _tag_each_alone(ticket_ids: Sequence[int], token: str) -> int:
-    """After a batch failed with a bug: each ticket on its own; one that fails again is given back to the
-    sweeper."""
-    stored = 0
-    for i, ticket_id in enumerate(ticket_ids):
-        try:
-            stored += tag_tickets([ticket_id], token)
-        except TRANSIENT_ERRORS:
-            _release(ticket_ids[i + 1 :], token)
-            raise
-        except Exception:
-            logger.exception("ticket %s: tagging failed; the sweeper sends it again", ticket_id)
-    return stored
-
-
 @shared_task(
     bind=True,
     name="tags.tasks.score_tags_task",
@@ -118,27 +92,11 @@ def _tag_each_alone(ticket_ids: Sequence[int], token: str) -> int:
     time_limit=settings.TRIAGE_INFERENCE_TIME_LIMIT,
 )
 def score_tags_task(self, ticket_id: int) -> int:
-    """Score the tags of ticket ``ticket_id`` and of the ``tag`` jobs waiting with it (one batch); returns
-    how many predictions they have. Sent by the sweeper for tickets whose tagging in the routing batch
-    failed."""
-    token = claim_token(self.request.id)
-    ticket_ids = claim_batch(TAG, ticket_id, token, **batch_options(TAG))
-    if not ticket_ids:
-        return 0
-    try:
-        return _score_and_finish(ticket_ids, token)
-    except TRANSIENT_ERRORS as exc:
-        _release(ticket_ids, token)  # the retry claims its own ticket again; the others may go to any task
-        if self.request.retries >= self.max_retries:
-            raise  # the sweeper sends them again later, until it gives up
-        logger.warning("tickets %s: tagging failed (%s); retrying", ticket_ids, exc)
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
-    except Exception:
-        if len(ticket_ids) == 1:
-            _release(ticket_ids, token)
-            raise
-        logger.exception("a batch of %d tickets failed tagging; tagging each alone", len(ticket_ids))
-        return _tag_each_alone(ticket_ids, token)
+    """Score the tags of ticket ``ticket_id`` and of the ``tag`` jobs waiting with it (one batch,
+    ``triage.work.run_batch``); returns how many predictions they have. Sent by the sweeper for tickets
+    whose tagging in the routing batch failed."""
+    run = run_batch(self, TAG, ticket_id, _score, finishing=_tagged)
+    return sum(len(rows) for rows in run.outcomes.values())
 
 
-register_work(TAG, score_tags_task, on_create=False)
+register_work(TAG, score_tags_task, on_create=False, label="tagging")

@@ -39,6 +39,10 @@ lease: the job is the claimer's (``claim`` = its token, the Celery task id) unti
   any overdue job and re-sends them, and whichever task gets one claims it again;
 * asking for the work again (``request_work``) drops the claim: the older run's ``finish_work`` then
   matches nothing and the new request is computed afresh.
+
+``run_batch`` is the body of every kind's task (routing, suggestions, tags): claim, score, finish,
+retry transient errors with backoff, run a batch that hit a bug one ticket at a time, give up or leave
+to the sweeper. The rules live there once; a task names its kind and what to compute.
 """
 
 from __future__ import annotations
@@ -47,14 +51,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+from mlops.inference.encoders import ModelUnavailable
 
 from .models import TicketJob
 
@@ -66,6 +72,11 @@ UNSENT_GRACE = timedelta(seconds=5)
 SWEEP_LIMIT = 1000
 # How often a task waiting to fill its batch looks for more jobs.
 BATCH_POLL = timedelta(milliseconds=10)
+# Errors worth another try: the database or the broker blinked, a model file was not there yet, memory
+# ran short. Anything else is a bug or bad data.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ModelUnavailable, MemoryError)
+MAX_RETRIES = 4
+BACKOFF_BASE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -74,18 +85,27 @@ class WorkKind:
     task: object  # a Celery task taking the ticket id
     on_create: bool
     give_up: Callable[[int, str], object] | None
+    label: str  # what people read in errors and logs ("routing failed 5 times")
 
 
 _KINDS: dict[str, WorkKind] = {}
 
 
-def register_work(name: str, task, *, on_create: bool = True, give_up: Callable[[int, str], object] | None = None):
+def register_work(
+    name: str,
+    task,
+    *,
+    on_create: bool = True,
+    give_up: Callable[[int, str], object] | None = None,
+    label: str | None = None,
+):
     """Make ``task`` (a Celery task taking a ticket id) a kind of per-ticket work called ``name``.
 
-    ``on_create``: every new ticket gets one. ``give_up(ticket_id, reason)`` runs when the sweeper stops
-    re-sending it. Called at import of the owning app's ``tasks.py``.
+    ``on_create``: every new ticket gets one. ``give_up(ticket_id, reason)`` runs when the work is given
+    up (the sweeper stops re-sending it, or ``run_batch`` stops retrying). ``label``: the work's name in
+    errors people read (default ``name``). Called at import of the owning app's ``tasks.py``.
     """
-    _KINDS[name] = WorkKind(name, task, on_create, give_up)
+    _KINDS[name] = WorkKind(name, task, on_create, give_up, label or name)
 
 
 def registered_kinds() -> dict[str, WorkKind]:
@@ -274,6 +294,127 @@ def release_batch(kind: str, ticket_ids: Iterable[int], token: str) -> int:
     ).update(claim="", claimed_until=None)
 
 
+# --- Running a batch -------------------------------------------------------------------------------
+def backoff_seconds(retries: int) -> int:
+    """5, 10, 20, 40 ... seconds, capped (a retry waits in a worker, within the visibility timeout)."""
+    return min(BACKOFF_BASE_SECONDS * 2**retries, settings.TRIAGE_TASK_MAX_COUNTDOWN_SECONDS)
+
+
+@dataclass
+class BatchRun:
+    """What ``run_batch`` did: the tickets it claimed, each one's result, and the ones a bug failed."""
+
+    claim: str = ""  # the run's claim token (its Celery task id)
+    ticket_ids: list[int] = field(default_factory=list)
+    outcomes: dict = field(default_factory=dict)  # ticket id -> what ``process`` returned for it
+    failed: list[int] = field(default_factory=list)  # a bug: given up, or given back to the sweeper
+    gave_up: bool = False  # transient failures outlasted the retries; every claimed ticket was given up
+
+
+def give_up_work(kind: WorkKind, ticket_id: int, reason: str) -> None:
+    """Stop trying: the kind's ``give_up`` (routing: the ticket goes to needs-triage), the job done with
+    ``reason`` as its error. The sweeper and ``run_batch`` both end work this way."""
+    if kind.give_up is not None:
+        kind.give_up(ticket_id, reason)
+    finish_work(ticket_id, kind.name, error=reason)
+
+
+def _fail_alone(kind: WorkKind, ticket_id: int, token: str, reason: str) -> None:
+    """A bug cost this ticket its work. A kind that hands its ticket to a person (routing) gives up now;
+    any other gives the job back, and the sweeper sends it again until it gives up."""
+    if kind.give_up is not None:
+        give_up_work(kind, ticket_id, reason)
+    else:
+        release_batch(kind.name, [ticket_id], token)
+
+
+def _each_alone(kind: WorkKind, ticket_ids: list[int], token: str, process, run: BatchRun) -> None:
+    """After a batch failed with a bug: each ticket on its own, so the bug costs only its own ticket."""
+    for ticket_id in ticket_ids:
+        try:
+            run.outcomes.update(process([ticket_id]))
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            logger.exception("ticket %s: %s failed", ticket_id, kind.label)
+            _fail_alone(kind, ticket_id, token, f"{kind.label} failed: {type(exc).__name__}: {exc}")
+            run.failed.append(ticket_id)
+
+
+def run_batch(
+    task,
+    kind: str,
+    ticket_id: int,
+    process: Callable[[list[int]], dict],
+    *,
+    finishing: Callable[[list[int], str], object] | None = None,
+) -> BatchRun:
+    """The body of every per-ticket inference task (routing, suggestions, tags): one place for the rules.
+
+    ``task`` is the bound Celery task (``acks_late``, ``max_retries``) whose message names ``ticket_id``.
+    It claims that ticket's ``kind`` job and the waiting ones (``claim_batch``), calls
+    ``process(ticket_ids)`` (which stores each ticket's result in its own transaction and returns a dict
+    by ticket id), then marks the jobs done in one transaction, in which ``finishing(ticket_ids, claim)``
+    records what must follow (routing: the tag jobs). Then:
+
+    * a transient error (``TRANSIENT_ERRORS``) gives the claims back and retries with backoff; after the
+      last retry a kind with ``give_up`` gives every ticket up (routing: needs-triage, never lost), any
+      other leaves them to the sweeper;
+    * a bug in a batch of several tickets runs them again one at a time; the ticket that fails alone is
+      given up (kinds with ``give_up``) or given back to the sweeper.
+
+    Redelivery is harmless: a redelivered message has its task id, hence its claim, and ``process`` must
+    skip what is done already.
+    """
+    work = registered_kinds()[kind]
+    token = claim_token(task.request.id)
+    run = BatchRun(claim=token, ticket_ids=[ticket_id])  # what a failure to claim gives up on after the last retry
+    try:
+        run.ticket_ids = claim_batch(kind, ticket_id, token, **batch_options(kind))
+        if not run.ticket_ids:
+            return run
+        started = time.monotonic()
+        try:
+            run.outcomes = dict(process(run.ticket_ids))
+            record_batch(kind, len(run.ticket_ids), time.monotonic() - started)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # a bug or bad data: each ticket must still get its work, or a person
+            if len(run.ticket_ids) == 1:
+                logger.exception("ticket %s: %s failed", ticket_id, work.label)
+                _fail_alone(work, ticket_id, token, f"{work.label} failed: {type(exc).__name__}: {exc}")
+                run.failed.append(ticket_id)
+            else:
+                logger.exception("a batch of %d tickets failed %s; each alone", len(run.ticket_ids), work.label)
+                _each_alone(work, run.ticket_ids, token, process, run)
+        finished = [pk for pk in run.ticket_ids if pk not in run.failed or work.give_up is not None]
+        with transaction.atomic():
+            for pk in finished:
+                finish_work(pk, kind, claim=token)
+            if finishing is not None and finished:
+                finishing(finished, token)
+    except TRANSIENT_ERRORS as exc:
+        last = task.request.retries >= task.max_retries
+        if last and work.give_up is not None:
+            for pk in run.ticket_ids:
+                try:
+                    give_up_work(work, pk, f"{work.label} failed {task.request.retries + 1} times: {exc}")
+                except DatabaseError:
+                    logger.exception("ticket %s: could not record the %s failure; the sweeper will", pk, work.label)
+            run.gave_up = True
+            return run
+        try:  # the retry claims its own ticket again; the others may go to any task meanwhile
+            release_batch(kind, run.ticket_ids, token)
+        except DatabaseError:  # the lease runs out by itself
+            logger.warning("could not give back %d claimed %s jobs", len(run.ticket_ids), kind)
+        if last:
+            raise  # the sweeper sends them again later, until it gives up
+        countdown = backoff_seconds(task.request.retries)
+        logger.warning("tickets %s: %s failed (%s); retrying in %s s", run.ticket_ids, work.label, exc, countdown)
+        raise task.retry(exc=exc, countdown=countdown) from exc
+    return run
+
+
 # --- The sweeper -----------------------------------------------------------------------------------
 def queue_of(kind: WorkKind) -> str:
     """The broker queue the kind's task is routed to (``CELERY_TASK_ROUTES``)."""
@@ -332,9 +473,7 @@ def _send_locked(kind: WorkKind, ids: list[int], now: datetime) -> int:
 
 def _give_up(kind: WorkKind, job: TicketJob) -> None:
     reason = f"gave up after {job.sends} sends of its {kind.name} work (no worker finished it)"
-    if kind.give_up is not None:
-        kind.give_up(job.ticket_id, reason)
-    finish_work(job.ticket_id, kind.name, error=reason)
+    give_up_work(kind, job.ticket_id, reason)
     logger.warning("ticket %s: %s", job.ticket_id, reason)
 
 

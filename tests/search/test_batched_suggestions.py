@@ -80,3 +80,57 @@ def test_one_suggestion_task_serves_the_waiting_jobs_and_skips_deleted_tickets(k
     assert set(Suggestion.objects.values_list("ticket_id", flat=True)) == {t.pk for t in batch}
     assert not TicketJob.objects.filter(done_at__isnull=True).exists()
     assert suggest_articles_task.apply(args=[batch[0].pk]).get() == 0  # done by the batch: nothing to do
+
+
+def test_a_bug_on_one_ticket_of_a_batch_leaves_only_that_ticket_to_the_sweeper(kb, settings, monkeypatch):
+    """``triage.work.run_batch``'s rules for a kind without a give-up: the batch is run again one ticket
+    at a time; the ticket that fails alone has its job given back (open, unclaimed: the sweeper sends it
+    again), the others get their suggestions and are done."""
+    from search import services
+
+    settings.TRIAGE_INFERENCE_BATCH_SIZE = 10
+    batch = tickets()[:4]
+    for t in batch:
+        TicketJob.objects.create(ticket=t, kind="suggest", requested_at=timezone.now())
+    real = services.suggest_for_tickets
+    broken = batch[2].pk
+
+    def breaks_on_one(ticket_ids, **kwargs):
+        if broken in [getattr(t, "pk", t) for t in ticket_ids]:
+            raise ZeroDivisionError("a bug this ticket's text triggers")
+        return real(ticket_ids, **kwargs)
+
+    monkeypatch.setattr(services, "suggest_for_tickets", breaks_on_one)
+    stored = suggest_articles_task.apply(args=[batch[0].pk]).get()
+    assert stored == Suggestion.objects.count() > 0
+    assert set(Suggestion.objects.values_list("ticket_id", flat=True)) == {t.pk for t in batch} - {broken}
+    left = TicketJob.objects.get(done_at__isnull=True)
+    assert (left.ticket_id, left.claim, left.claimed_until, left.error) == (broken, "", None, "")
+
+
+def test_a_database_error_is_retried_then_the_claims_are_given_back_for_the_sweeper(kb, settings, monkeypatch):
+    from celery.exceptions import Retry
+    from django.db import OperationalError
+
+    from search import services
+    from triage.work import backoff_seconds
+
+    ticket = tickets()[0]
+    TicketJob.objects.create(ticket=ticket, kind="suggest", requested_at=timezone.now())
+    calls = []
+
+    def down(ticket_ids, **kwargs):
+        calls.append(list(ticket_ids))
+        raise OperationalError("the database restarted")
+
+    monkeypatch.setattr(services, "suggest_for_tickets", down)
+    with pytest.raises(Retry) as retried:  # a first failure: the claim given back, retried after a wait
+        suggest_articles_task.apply(args=[ticket.pk], throw=True)
+    assert retried.value.when == backoff_seconds(0)
+    job = TicketJob.objects.get(ticket=ticket)
+    assert (job.done_at, job.claim, job.claimed_until) == (None, "", None)
+    with pytest.raises(OperationalError):  # the last retry: left to the sweeper, given back
+        suggest_articles_task.apply(args=[ticket.pk], throw=True, retries=suggest_articles_task.max_retries)
+    job.refresh_from_db()
+    assert (job.done_at, job.claim, job.claimed_until) == (None, "", None)
+    assert calls == [[ticket.pk], [ticket.pk]]
