@@ -2,7 +2,7 @@
 
 Every rule of ``tags.services`` holds here too: a set keeps the tags its kind needs, names are unique
 in a set (ignoring case), a set with labels keeps its kind, a tag with history is archived rather
-than deleted, and threshold changes leave a ``TagChange`` row.
+than deleted, and threshold and notify changes leave a ``TagChange`` row.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .services import (
     min_tags,
     remove_tag,
     restore_tag,
+    set_tag_notify,
     set_tag_threshold,
 )
 
@@ -80,8 +81,9 @@ class TagInline(admin.TabularInline):
     formset = TagInlineFormSet
     extra = 1
     can_delete = False  # removing a tag is the "archive" action: its history stays
-    fields = ("name", "slug", "description", "hypothesis", "threshold", "archived_at")
-    readonly_fields = ("threshold", "archived_at")  # thresholds change on the tag's page, audited
+    fields = ("name", "slug", "description", "hypothesis", "threshold", "notify", "archived_at")
+    # Thresholds and notify change on the tag's page (or its list's actions), each change audited.
+    readonly_fields = ("threshold", "notify", "archived_at")
 
 
 class TagChangeInline(admin.TabularInline):
@@ -115,12 +117,22 @@ class TagSetAdmin(admin.ModelAdmin):
 
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
-    list_display = ("name", "tag_set", "slug", "threshold", "archived_at", "updated_at")
-    list_filter = ("tag_set", ("archived_at", admin.EmptyFieldListFilter))
+    list_display = ("name", "tag_set", "slug", "threshold", "notify", "archived_at", "updated_at")
+    list_filter = ("tag_set", "notify", ("archived_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "slug", "description")
-    fields = ("tag_set", "name", "slug", "description", "hypothesis", "threshold", "calibration", "archived_at")
+    fields = (
+        "tag_set",
+        "name",
+        "slug",
+        "description",
+        "hypothesis",
+        "threshold",
+        "notify",
+        "calibration",
+        "archived_at",
+    )
     readonly_fields = ("calibration", "archived_at")
-    actions = ["archive_tags", "restore_tags"]
+    actions = ["archive_tags", "restore_tags", "notify_on", "notify_off"]
 
     def get_readonly_fields(self, request, obj=None):
         # A tag stays in its set: its labels mean something in that set only.
@@ -130,10 +142,12 @@ class TagAdmin(admin.ModelAdmin):
         if not change:
             super().save_model(request, obj, form, change)
             return
-        threshold = obj.threshold
-        obj.threshold = Tag.objects.get(pk=obj.pk).threshold  # set below, with its audit row
+        threshold, notify = obj.threshold, obj.notify
+        stored = Tag.objects.get(pk=obj.pk)
+        obj.threshold, obj.notify = stored.threshold, stored.notify  # set below, with their audit rows
         super().save_model(request, obj, form, change)
         set_tag_threshold(obj, threshold, user=request.user, reason="changed in the Django admin")
+        set_tag_notify(obj, notify, user=request.user, reason="changed in the Django admin")
 
     def delete_model(self, request, obj: Tag) -> None:
         outcome = remove_tag(obj, user=request.user, reason="deleted in the Django admin")
@@ -152,6 +166,16 @@ class TagAdmin(admin.ModelAdmin):
     def restore_tags(self, request, queryset) -> None:
         for tag in queryset:
             restore_tag(tag, user=request.user, reason="restored in the Django admin")
+
+    @admin.action(description="Notify automations when selected tags become set (ticket.tagged)")
+    def notify_on(self, request, queryset) -> None:
+        for tag in queryset:
+            set_tag_notify(tag, True, user=request.user, reason="switched on in the Django admin")
+
+    @admin.action(description="Stop notifying automations for selected tags")
+    def notify_off(self, request, queryset) -> None:
+        for tag in queryset:
+            set_tag_notify(tag, False, user=request.user, reason="switched off in the Django admin")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -99,6 +99,10 @@ class Tag(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Calibrated probability at or above which the tag is shown as set.",
     )
+    notify = models.BooleanField(
+        default=False,
+        help_text="Automations hear when this tag becomes set on a ticket (the ticket.tagged webhook).",
+    )
     # {"<scorer name>": {"method": "logistic", "a": ..., "b": ..., "source": "dev" | "labels", "n": ...}}
     calibration = models.JSONField(default=dict, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True, help_text="Set when the tag was removed.")
@@ -125,7 +129,7 @@ class Tag(models.Model):
 
 
 class TagChange(SettingChange):
-    """Audit trail of tag set and tag settings: kind, threshold, calibration, archive, restore."""
+    """Audit trail of tag set and tag settings: kind, threshold, notify, calibration, archive, restore."""
 
     tag_set = models.ForeignKey(TagSet, on_delete=models.CASCADE, related_name="changes")
     tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.CASCADE, related_name="changes")

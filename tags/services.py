@@ -24,7 +24,7 @@ from triage.team_services import _clean_reason, _clean_threshold
 
 from .models import DEFAULT_TAG_THRESHOLD, Tag, TagChange, TagLabel, TagPrediction, TagSet
 
-TAG_FIELDS = ("slug", "name", "description", "hypothesis", "threshold")
+TAG_FIELDS = ("slug", "name", "description", "hypothesis", "threshold", "notify")
 NAME_MAX = Tag._meta.get_field("name").max_length
 HYPOTHESIS_MAX = Tag._meta.get_field("hypothesis").max_length
 DESCRIPTION_MAX = 2000
@@ -55,6 +55,13 @@ def _text(spec: Mapping[str, Any], field: str, limit: int, *, required: bool = F
     return value
 
 
+def _clean_notify(value: Any) -> bool:
+    # A flag that sends webhooks is never guessed from text like "no" or "0": true or false only.
+    if not isinstance(value, bool):
+        raise ValidationError({"notify": f"must be true or false, got {value!r}"})
+    return value
+
+
 def clean_tag_spec(spec: Mapping[str, Any], *, method: str = TagSet.Method.ZERO_SHOT) -> dict[str, Any]:
     """A tag's fields from plain values: name required, slug from the name when missing, threshold in [0, 1]."""
     if not isinstance(spec, Mapping):
@@ -74,6 +81,7 @@ def clean_tag_spec(spec: Mapping[str, Any], *, method: str = TagSet.Method.ZERO_
         "description": _text(spec, "description", DESCRIPTION_MAX),
         "hypothesis": hypothesis,
         "threshold": DEFAULT_TAG_THRESHOLD if threshold is None else _clean_threshold(threshold),
+        "notify": _clean_notify(spec.get("notify", False)),
     }
     if method == TagSet.Method.LANGUAGE:
         from mlops.inference.language import supported_language_codes
@@ -249,6 +257,24 @@ def set_tag_set_kind(tag_set: TagSet, kind: str, *, user: Any = None, reason: st
     return locked
 
 
+def _set_audited(locked: Tag, field: str, value: Any, *, user: Any, reason: str) -> None:
+    """Set one setting of a tag locked for update, with its ``TagChange`` row; nothing when it is unchanged."""
+    before = getattr(locked, field)
+    if value == before:
+        return
+    TagChange.objects.create(
+        tag_set_id=locked.tag_set_id,
+        tag=locked,
+        user=user,
+        field=field,
+        before=repr(before),
+        after=repr(value),
+        reason=reason,
+    )
+    setattr(locked, field, value)
+    locked.save(update_fields=[field, "updated_at"])
+
+
 @transaction.atomic
 def set_tag_threshold(tag: Tag, threshold: Any, *, user: Any = None, reason: str = "") -> Tag:
     """Change a tag's threshold (audited); the next ticket scored uses it. An archived tag is not scored,
@@ -259,19 +285,22 @@ def set_tag_threshold(tag: Tag, threshold: Any, *, user: Any = None, reason: str
     if locked.archived:
         name = f"{locked.tag_set.name}: {locked.name}"
         raise ValidationError({"threshold": f"tag {name} is archived; restore it before changing its threshold"})
-    if value != locked.threshold:
-        TagChange.objects.create(
-            tag_set_id=locked.tag_set_id,
-            tag=locked,
-            user=user,
-            field="threshold",
-            before=repr(locked.threshold),
-            after=repr(value),
-            reason=reason,
-        )
-        locked.threshold = value
-        locked.save(update_fields=["threshold", "updated_at"])
+    _set_audited(locked, "threshold", value, user=user, reason=reason)
     tag.threshold = locked.threshold
+    return locked
+
+
+@transaction.atomic
+def set_tag_notify(tag: Tag, notify: Any, *, user: Any = None, reason: str = "") -> Tag:
+    """Choose whether automations hear when ``tag`` becomes set (the ``ticket.tagged`` webhook), audited.
+
+    Admins choose per tag; nothing about a tag's slug or set decides it. Already-sent events stay sent;
+    the next time the tag becomes set on a ticket the new choice applies."""
+    _check_admin(user)
+    value, reason = _clean_notify(notify), _clean_reason(reason)
+    locked = Tag.objects.select_for_update().select_related("tag_set").get(pk=tag.pk)
+    _set_audited(locked, "notify", value, user=user, reason=reason)
+    tag.notify = locked.notify
     return locked
 
 

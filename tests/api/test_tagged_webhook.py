@@ -1,5 +1,6 @@
-"""``ticket.tagged``: queued after commit when a high-urgency or security tag becomes set, once per
-ticket and tag, for subscribed endpoints only; delivered by the existing machinery."""
+"""``ticket.tagged``: queued after commit when a tag admins switched ``notify`` on for becomes set (the
+builders' high urgency and security), once per ticket and tag, for subscribed endpoints only; delivered by
+the existing machinery."""
 
 from __future__ import annotations
 
@@ -65,3 +66,25 @@ def test_scoring_that_sets_high_urgency_queues_the_event_and_it_is_delivered_sig
         (request,) = receiver.received
         assert request.headers["X-Triage-Event"] == "ticket.tagged"
         assert json.loads(request.body)["data"]["tag"]["tag"] == "urgency/high"
+
+
+def test_which_tags_fire_is_chosen_by_admins_not_by_slug(
+    agent_api, ticket, tag_sets, admin_ada, django_capture_on_commit_callbacks
+):
+    from tags.models import TagChange
+    from tags.services import set_tag_notify
+    from tests.tags.builders import tag
+
+    _endpoint()
+    set_tag_notify(tag("topics/outage"), True, user=admin_ada, reason="pager on outages")
+    set_tag_notify(tag("topics/security"), False, user=admin_ada, reason="too noisy")
+    with django_capture_on_commit_callbacks(execute=True):
+        _tag(agent_api, ticket, "topics/security")  # switched off: no event, whatever its slug
+        _tag(agent_api, ticket, "topics/outage")  # switched on
+    (delivery,) = WebhookDelivery.objects.all()
+    assert delivery.payload["tag"]["tag"] == "topics/outage"
+    changes = TagChange.objects.filter(field="notify").order_by("pk")
+    assert [(c.tag.slug, c.before, c.after, c.user, c.reason) for c in changes] == [
+        ("outage", "False", "True", admin_ada, "pager on outages"),
+        ("security", "True", "False", admin_ada, "too noisy"),
+    ]

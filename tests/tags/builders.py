@@ -8,9 +8,11 @@ from triage.models import Ticket
 
 
 def make_tag_sets() -> dict[str, TagSet]:
-    """Urgency (single-label) and topics (multi-label), as in the demo."""
-    urgency = create_tag_set("Urgency", kind="single", tags=[{"name": "low"}, {"name": "normal"}, {"name": "high"}])
-    topics = create_tag_set("Topics", kind="multi", tags=[{"name": "security"}, {"name": "outage"}])
+    """Urgency (single-label) and topics (multi-label), as in the demo: high urgency and security notify."""
+    urgency = create_tag_set(
+        "Urgency", kind="single", tags=[{"name": "low"}, {"name": "normal"}, {"name": "high", "notify": True}]
+    )
+    topics = create_tag_set("Topics", kind="multi", tags=[{"name": "security", "notify": True}, {"name": "outage"}])
     return {"urgency": urgency, "topics": topics}
 
 

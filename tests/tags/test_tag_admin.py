@@ -11,15 +11,6 @@ from triage.models import Ticket
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def superuser_client(client, admin_ada):
-    """Ada, an admin, logged in to the Django admin (staff and superuser there)."""
-    admin_ada.is_staff = admin_ada.is_superuser = True
-    admin_ada.save(update_fields=["is_staff", "is_superuser"])
-    client.force_login(admin_ada)
-    return client
-
-
 def _post(names: list[str], *, kind: str = "multi", extra: dict | None = None, initial: int = 0) -> dict:
     data = {
         "name": "Topics",
