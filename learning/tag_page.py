@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import QueryDict
 
 from mlops.calibration import MIN_THRESHOLD_SUPPORT
+from mlops.models import ModelVersion
 from tags.models import Tag, TagChange
 
 from . import plots, tuning
@@ -16,8 +17,8 @@ from .tag_tuning import load_all_tag_outcomes, load_tag_outcomes
 from .what_if_context import AUDIT_ROWS, class_what_if_context
 
 
-def tag_what_if_context(tag: Tag, n: int, threshold: float) -> dict:
-    loaded = load_tag_outcomes(tag, last_n=n)
+def tag_what_if_context(tag: Tag, n: int, threshold: float, version: ModelVersion | None = None) -> dict:
+    loaded = load_tag_outcomes(tag, last_n=n, model_version=version)
     return {"tag": tag, **class_what_if_context(loaded.outcomes, (tag.threshold, "auto"), (threshold, "auto"))}
 
 
@@ -25,10 +26,11 @@ def tag_section(
     query: QueryDict, *, target: float | None = None, selected: Tag | None = None, form: TagThresholdForm | None = None
 ) -> dict:
     """The tuning page's tag part: every current tag of an active set at its saved threshold, with its
-    suggestion at the target precision, and the what-if of the selected tag (``?tag=<id>``)."""
-    n, _ = WindowForm.from_query(query).window()
+    suggestion at the target precision, and the what-if of the selected tag (``?tag=<id>``); on the
+    page's window and model version, as the team part."""
+    n, version = WindowForm.from_query(query).window()
     target = settings.TRIAGE_TARGET_PRECISION if target is None else target
-    loaded = load_all_tag_outcomes(last_n=n)
+    loaded = load_all_tag_outcomes(last_n=n, model_version=version)
     rows = [
         {
             "tag": t.tag,
@@ -47,7 +49,9 @@ def tag_section(
         "tag_audit": TagChange.objects.select_related("tag_set", "tag", "user")[:AUDIT_ROWS],
     }
     if selected is not None:
-        mine = next((t for t in loaded if t.tag.pk == selected.pk), None) or load_tag_outcomes(selected, last_n=n)
+        mine = next((t for t in loaded if t.tag.pk == selected.pk), None) or load_tag_outcomes(
+            selected, last_n=n, model_version=version
+        )
         tried = selected.threshold
         if form is not None and form.is_bound:
             # Re-show what the admin tried when it parses, even though the save was refused.

@@ -312,9 +312,9 @@ def reports_page(request: HttpRequest) -> HttpResponse:
 # --- Tag thresholds -------------------------------------------------------------------------------------
 
 
-def _tag_tuning_url(tag: Tag, n: int) -> str:
-    query = QueryDict(mutable=True)
-    query["n"], query["tag"] = str(n), str(tag.pk)
+def _tag_tuning_url(tag: Tag, n: int, version) -> str:
+    query = QueryDict(_window_query(n, version), mutable=True)
+    query["tag"] = str(tag.pk)
     return f"{reverse('learning:tuning')}?{query.urlencode()}#tune-tag"
 
 
@@ -332,18 +332,18 @@ def tag_what_if(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"errors": errors}, status=400)
         return render(request, "learning/_what_if_error.html", {"errors": errors}, status=400)
     tag, threshold = form.cleaned_data["tag"], form.cleaned_data["threshold"]
-    n, _ = form.window()
+    n, version = form.window()
     if wants_json(request):
-        loaded = load_tag_outcomes(tag, last_n=n)
+        loaded = load_tag_outcomes(tag, last_n=n, model_version=version)
         return JsonResponse(
             {
                 "tag": {"id": tag.pk, "key": loaded.outcomes.name, "threshold": tag.threshold},
                 "what_if": tuning.class_what_if(loaded.outcomes, threshold).as_dict(),
                 "saved": tuning.class_what_if(loaded.outcomes, tag.threshold).as_dict(),
-                "window": {"n": n, "tickets": loaded.outcomes.window},
+                "window": {"n": n, "version": version.pk if version else None, "tickets": loaded.outcomes.window},
             }
         )
-    return render(request, "learning/_tag_what_if.html", tag_page.tag_what_if_context(tag, n, threshold))
+    return render(request, "learning/_tag_what_if.html", tag_page.tag_what_if_context(tag, n, threshold, version))
 
 
 @require_POST
@@ -351,7 +351,7 @@ def tag_what_if(request: HttpRequest) -> HttpResponse:
 def save_tag_threshold(request: HttpRequest, pk: int) -> HttpResponse:
     """Save one tag's threshold (audited as a ``TagChange``); 400 with the reasons and nothing stored otherwise."""
     tag = get_object_or_404(Tag.objects.select_related("tag_set"), pk=pk)
-    n, _ = WindowForm.from_query(request.POST).window()
+    n, version = WindowForm.from_query(request.POST).window()
     form = TagThresholdForm(request.POST)
     name = f"{tag.tag_set.name}: {tag.name}"
     if form.is_valid():
@@ -371,7 +371,7 @@ def save_tag_threshold(request: HttpRequest, pk: int) -> HttpResponse:
                 )
             else:
                 messages.info(request, f"{name}: nothing changed (threshold {before}).")
-            return HttpResponseRedirect(_tag_tuning_url(tag, n))
+            return HttpResponseRedirect(_tag_tuning_url(tag, n, version))
     messages.error(
         request,
         f"{tag.tag_set.name}: {tag.name}: not saved. " + " ".join(e for errs in form.errors.values() for e in errs),

@@ -21,8 +21,11 @@ def tag(key: str) -> Tag:
     return Tag.objects.select_related("tag_set").get(tag_set__slug=set_slug, slug=slug)
 
 
-def predict_tag(ticket: Ticket, tag: Tag, probability: float = 0.8, version: str = "test") -> TagPrediction:
-    """Store a tag's prediction as the scorer does: set at or above the tag's threshold."""
+def predict_tag(
+    ticket: Ticket, tag: Tag, probability: float = 0.8, version: str = "test", model_version=None
+) -> TagPrediction:
+    """Store a tag's prediction as the scorer does: set at or above the tag's threshold (``model_version``:
+    the set's trained head that scored it, as ``score_tags`` records it)."""
     return TagPrediction.objects.create(
         ticket=ticket,
         tag=tag,
@@ -33,9 +36,14 @@ def predict_tag(ticket: Ticket, tag: Tag, probability: float = 0.8, version: str
         scorer="embedding",
         scorer_version=version,
         calibration="dev",
+        model_version=model_version,
     )
 
 
-def predict_tags(ticket: Ticket, probabilities: dict[str, float], version: str = "test") -> list[TagPrediction]:
+def predict_tags(
+    ticket: Ticket, probabilities: dict[str, float], version: str = "test", model_version=None
+) -> list[TagPrediction]:
     """Store one scoring of ``ticket``: ``{"urgency/high": 0.8, ...}``."""
-    return [predict_tag(ticket, tag(key), probability, version) for key, probability in probabilities.items()]
+    return [
+        predict_tag(ticket, tag(key), probability, version, model_version) for key, probability in probabilities.items()
+    ]

@@ -171,3 +171,74 @@ def test_only_admins_see_or_change_tag_thresholds(client, agent_alice, outsider_
     post = client.post(reverse("learning:save_tag_threshold", kwargs={"pk": high.pk}), {"threshold": "0.1"})
     assert post.status_code == expected
     assert Tag.objects.get(pk=high.pk).threshold == 0.5 and not TagChange.objects.filter(field="threshold").exists()
+
+
+@pytest.mark.django_db
+def test_the_tag_rows_honour_the_pages_model_version_filter_as_the_team_rows_do(admin_client_ada):
+    """Two heads of topics scored overlapping tickets; with a version chosen, a tag's numbers are that version's
+    predictions (against a direct count), the what-if and a save keep the version; a routing version scored no
+    tag, so the tags show no ticket."""
+    import random
+
+    from mlops.models import ModelVersion, tag_task
+
+    make_tag_sets()
+    security = tag("topics/security")
+    heads = [
+        ModelVersion.objects.create(
+            scorer="setfit-tags", model_ref="m", version=f"setfit-tags-{i}", status="retired", task=tag_task("topics")
+        )
+        for i in (1, 2)
+    ]
+    routing = ModelVersion.objects.create(scorer="ensemble", model_ref="m", version="ensemble-1", status="champion")
+    rng = random.Random(7)
+    rows: dict[int, list] = {1: [], 2: []}
+    latest: dict[int, tuple] = {}  # ticket → its newest prediction's (probability, truth)
+    for i in range(30):
+        ticket = Ticket.objects.create(subject=f"t{i}", body="b")
+        fits = rng.random() < 0.5
+        TagLabel.objects.create(ticket=ticket, tag=security, action="add" if fits else "remove")
+        for n, head in enumerate(heads, start=1):
+            if (n == 1 and i >= 20) or (n == 2 and i < 10):
+                continue  # head 1 scored tickets 0-19, head 2 tickets 10-29 (later: their latest prediction)
+            p = round(rng.uniform(0.5, 1.0) if fits == (n == 2) else rng.uniform(0.0, 0.6), 2)
+            predict_tags(ticket, {"topics/security": p}, version=head.version, model_version=head)
+            rows[n].append((p, fits))
+            latest[ticket.pk] = (p, fits)
+    theta = security.threshold
+
+    def row_numbers(version=None) -> tuple:
+        query = {"n": 0, "tag": security.pk, **({"version": version.pk} if version else {})}
+        context = admin_client_ada.get(reverse("learning:tuning"), query).context
+        (row,) = [r for r in context["tag_rows"] if r["tag"] == security]
+        return context, row["w"]
+
+    for n, head in enumerate(heads, start=1):
+        context, w = row_numbers(head)
+        expected = direct(rows[n], theta)
+        assert {k: getattr(w, k) for k in expected} == expected and w.window == 20
+        assert context["tag_what_if"]["saved"].routed == expected["routed"]
+    # Without a version: each ticket's latest prediction (head 2's where both scored).
+    _, w = row_numbers()
+    expected = direct(list(latest.values()), theta)
+    assert {k: getattr(w, k) for k in expected} == expected and w.window == 30
+    assert direct(rows[1], theta) != expected  # so the filter above was not the unfiltered numbers by chance
+    # A routing version never scored a tag: the tag rows are empty, not the latest predictions.
+    _, none = row_numbers(routing)
+    assert (none.window, none.predicted, none.routed) == (0, 0, 0)
+
+    what_if = admin_client_ada.get(
+        reverse("learning:tag_what_if"),
+        {"tag": security.pk, "threshold": 0.7, "n": 0, "version": heads[0].pk, "format": "json"},
+    ).json()
+    assert what_if["window"] == {"n": 0, "version": heads[0].pk, "tickets": 20}
+    assert what_if["what_if"]["routed"] == direct(rows[1], 0.7)["routed"]
+    page = admin_client_ada.get(reverse("learning:tuning"), {"n": 0, "tag": security.pk, "version": heads[0].pk})
+    html = page.content.decode()
+    assert html.count(f'<input type="hidden" name="version" value="{heads[0].pk}">') >= 2  # the save forms keep it
+    assert f"version={heads[0].pk}&amp;tag={security.pk}" in html  # the Tune links too
+    saved = admin_client_ada.post(
+        reverse("learning:save_tag_threshold", args=[security.pk]),
+        {"threshold": 0.7, "n": 0, "version": heads[0].pk, "reason": "head 1"},
+    )
+    assert saved.status_code == 302 and f"version={heads[0].pk}" in saved["Location"]
