@@ -5,9 +5,14 @@
   its tags (the add also says the others do not fit); in a multi-label set each tag an agent added
   or removed is said, and a tag nobody touched reads as what the ticket showed (its latest
   prediction's ``is_set``: the agent saw it and left it) for training only, never for evaluation.
-* ``check_tag_trigger(tag_set)`` — every current tag has ``TRIAGE_TAG_MIN_LABELS_PER_TAG`` tickets
-  labelled as fitting it, and ``TRIAGE_RETRAIN_MIN_NEW_LABELS`` tag labels arrived since the set's
-  last training; ``request_tag_training`` queues the run (one training at a time, as routing's).
+* ``check_tag_labels(tag_set)`` — whether the set can be trained: active, zero-shot, and every current
+  tag has ``TRIAGE_TAG_MIN_LABELS_PER_TAG`` tickets labelled as fitting it (with the counts, for the
+  page and the refusal).
+* ``check_tag_trigger(tag_set)`` — the beat's trigger: ``check_tag_labels``, and
+  ``TRIAGE_RETRAIN_MIN_NEW_LABELS`` tag labels arrived since the set's last training.
+* ``request_tag_training`` queues the run, by the beat or an admin's "Train tags" (``learning.views_registry``):
+  refused (``TagTrainingRefused``) when ``check_tag_labels`` says no, and at most one training of any kind
+  at a time (``learning.trigger.queue_run``). The run reports its steps like routing's (``RunRecorder``).
 * ``run_tag_training(version_id)`` — in the training worker: held-out tickets (a stable hash of the
   ticket id: a ticket held out once stays held out), train (``mlops.inference.setfit_tags``: one-vs-rest
   head for a multi-label set, the normal head for a single-label one), then the challenger and the
@@ -54,8 +59,9 @@ class TagExamples:
         return {slug: int((self.y[:, j] & self.known[:, j]).sum()) for j, slug in enumerate(self.labels)}
 
 
-def collect_tag_examples(tag_set: TagSet, *, until=None) -> TagExamples:
-    """The set's labelled tickets (module docstring), in ticket order."""
+def collect_tag_examples(tag_set: TagSet, *, until=None, texts: bool = True) -> TagExamples:
+    """The set's labelled tickets (module docstring), in ticket order; ``texts=False`` leaves the texts
+    empty (counting labels for a page needs no ticket text)."""
     tags = list(tag_set.tags.current().order_by("slug"))
     column = {t.pk: j for j, t in enumerate(tags)}
     labels = TagLabel.objects.filter(tag__in=tags)
@@ -93,12 +99,12 @@ def collect_tag_examples(tag_set: TagSet, *, until=None) -> TagExamples:
         rows.append(y)
         known.append(k)
         kept.append(ticket_id)
-    text = {t.pk: t.text for t in Ticket.objects.filter(pk__in=kept).only("subject", "body")}
+    text = {t.pk: t.text for t in Ticket.objects.filter(pk__in=kept).only("subject", "body")} if texts else {}
     shape = (len(kept), len(tags))
     return TagExamples(
         labels=[t.slug for t in tags],
         ticket_ids=kept,
-        texts=[text[i] for i in kept],
+        texts=[text[i] for i in kept] if texts else [],
         y=np.array(rows, dtype=bool).reshape(shape),
         known=np.array(known, dtype=bool).reshape(shape),
     )
@@ -110,38 +116,74 @@ def held_out(ticket_id: int, fraction: float) -> bool:
     return int(digest[:8], 16) / 0xFFFFFFFF < fraction
 
 
+class TagTrainingRefused(Exception):
+    """A tag set's training was not queued: the reason says what is missing (labels per tag, kind of set)."""
+
+
 @dataclass(frozen=True)
 class TagTriggerCheck:
     fire: bool
     reason: str
     counts: dict[str, int]
+    need: int = 0
+
+
+def too_few_labels(counts: dict[str, int], need: int) -> str:
+    """Why tags with ``counts`` labels saying they fit cannot be trained on, or "" when each has ``need``."""
+    short = [f"{slug} has {n}" for slug, n in counts.items() if n < need]
+    if not short:
+        return ""
+    return f"each tag needs {need} labels saying it fits; {', '.join(short)}"
 
 
 def last_tag_training(tag_set: TagSet) -> ModelVersion | None:
     return ModelVersion.objects.filter(task=tag_task(tag_set.slug)).order_by("-created_at", "-pk").first()
 
 
-def check_tag_trigger(tag_set: TagSet) -> TagTriggerCheck:
-    """Whether ``tag_set`` has the labels for a training now, and why (or why not)."""
-    if not tag_set.active or tag_set.method != TagSet.Method.ZERO_SHOT:
-        return TagTriggerCheck(False, "only active zero-shot tag sets are trained", {})
-    counts = collect_tag_examples(tag_set).positives()
+def check_tag_labels(tag_set: TagSet) -> TagTriggerCheck:
+    """Whether ``tag_set`` can be trained on its labels now (``fire``), with each tag's count of labels
+    saying it fits and how many are needed; the reason when not."""
     need = settings.TRIAGE_TAG_MIN_LABELS_PER_TAG
-    short = [f"{slug} ({n})" for slug, n in counts.items() if n < need]
+    if not tag_set.active or tag_set.method != TagSet.Method.ZERO_SHOT:
+        return TagTriggerCheck(False, "only active zero-shot tag sets are trained", {}, need)
+    counts = collect_tag_examples(tag_set, texts=False).positives()
+    short = too_few_labels(counts, need)
     if short:
-        return TagTriggerCheck(False, f"tags below {need} labels saying they fit: {', '.join(short)}", counts)
+        return TagTriggerCheck(False, short, counts, need)
+    return TagTriggerCheck(True, f"every tag has ≥ {need} labels saying it fits", counts, need)
+
+
+def check_tag_trigger(tag_set: TagSet) -> TagTriggerCheck:
+    """Whether the beat should queue ``tag_set``'s training now: ``check_tag_labels`` and enough new labels."""
+    check = check_tag_labels(tag_set)
+    if not check.fire:
+        return check
+    counts, need = check.counts, check.need
     last = last_tag_training(tag_set)
     new = TagLabel.objects.filter(tag__tag_set=tag_set)
     if last is not None:
         new = new.filter(created_at__gt=last.created_at)
     need_new, n_new = settings.TRIAGE_RETRAIN_MIN_NEW_LABELS, new.count()
     if n_new < need_new:
-        return TagTriggerCheck(False, f"{n_new} new tag labels since the last training; {need_new} needed", counts)
-    return TagTriggerCheck(True, f"every tag has ≥ {need} labels saying it fits", counts)
+        return TagTriggerCheck(
+            False, f"{n_new} new tag labels since the last training; {need_new} needed", counts, need
+        )
+    return check
 
 
 def request_tag_training(tag_set: TagSet, *, trigger: str, user=None, enqueue: bool = True) -> ModelVersion:
-    """Queue a tag set's training (``learning.trigger.queue_run``: ``TrainingInProgress`` when one is active)."""
+    """Queue a tag set's training on the ``training`` queue, sent once committed (``learning.trigger.queue_run``).
+
+    Raises ``TagTrainingRefused`` (nothing stored) when ``check_tag_labels`` says the set cannot be
+    trained, ``TrainingInProgress`` when any training is queued or running.
+
+    >>> version = request_tag_training(topics, trigger="manual", user=ada)   # doctest: +SKIP
+    >>> version.task, version.training_run.state                             # doctest: +SKIP
+    ('tags:topics', 'queued')
+    """
+    check = check_tag_labels(tag_set)
+    if not check.fire:
+        raise TagTrainingRefused(f"{tag_set.name} cannot be trained: {check.reason}")
     version = queue_run(
         TAG_TRAINED_SCORER,
         model_ref=settings.TRIAGE_EMBEDDER_MODEL,
@@ -158,7 +200,9 @@ def request_tag_training(tag_set: TagSet, *, trigger: str, user=None, enqueue: b
             "steps": settings.TRIAGE_TAG_SETFIT_STEPS,
         },
     )
-    logger.info("tag training %s for %s requested (%s)", version.version, tag_set.slug, trigger)
+    logger.info(
+        "tag training %s for %s requested (%s) by %s", version.version, tag_set.slug, trigger, user or "the system"
+    )
     return version
 
 
@@ -167,7 +211,11 @@ def request_due_tag_training(trigger: str = "threshold") -> ModelVersion | None:
     for tag_set in TagSet.objects.filter(active=True, method=TagSet.Method.ZERO_SHOT).order_by("slug"):
         check = check_tag_trigger(tag_set)
         if check.fire:
-            return request_tag_training(tag_set, trigger=trigger)
+            try:
+                return request_tag_training(tag_set, trigger=trigger)
+            except TagTrainingRefused as exc:  # a label removed since the check: the next beat sees it
+                logger.info("tag trigger %s: not now (%s)", tag_set.slug, exc)
+                continue
         logger.info("tag trigger %s: not now (%s)", tag_set.slug, check.reason)
     return None
 
@@ -196,6 +244,65 @@ def tag_scores(y: np.ndarray, known: np.ndarray, predicted: np.ndarray, labels: 
     return {"macro_f1": round(result["macro_f1"] or 0.0, 4), "f1_per_tag": per, "n": int(known.sum())}
 
 
+@dataclass(frozen=True)
+class ServingSide:
+    """The serving tag scorer's side of a comparison: which tags it sets on the held-out tickets, and by what rule."""
+
+    name: str  # the champion's version, or "zero-shot (<scorer>)"
+    scorer: str
+    predicted: np.ndarray  # (held-out, k) bool, columns in ``TagExamples.labels`` order
+    rule: str
+    thresholds: dict[str, float] | None = None  # per tag, when fitted here
+
+
+def fit_f1_thresholds(probs: np.ndarray, y: np.ndarray, known: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Per tag, the probability at which setting it gives the best F1 on the cells a person labelled
+    (``mlops.calibration.best_threshold``, mode f1); 0.5 for a tag no threshold helps (no labelled positive)."""
+    probs = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=-1.0)
+    out: dict[str, float] = {}
+    for j, slug in enumerate(labels):
+        rows = known[:, j]
+        truth = y[rows, j].astype(bool)
+        found = cal.best_threshold(probs[rows, j], truth, int(truth.sum()), 0.0, "f1")
+        out[slug] = found[0] if found else 0.5
+    return out
+
+
+def serving_side(spec: TagSetSpec, data: TagExamples, train: np.ndarray, holdout: np.ndarray) -> ServingSide:
+    """What the set's serving scorer (its champion, else the zero-shot tag scorer) sets on the held-out tickets,
+    decided by a rule as fair to it as the challenger's is to the challenger.
+
+    Why not the tags' saved thresholds: they are a display choice, not the model's. The demo ships most
+    zero-shot tags at 1.0 (no threshold on the dev split reached precision 0.9), which reads as "never set":
+    every such tag would score F1 0 and any challenger would win against a threshold nobody chose for the
+    comparison. So: a single-label set reads each side's best tag (no threshold); in a multi-label set a
+    trained head (the challenger, a trained champion) decides at its own 0.5 (its head was fitted, class-
+    balanced, on its training side), and the zero-shot scorer at per-tag thresholds fitted for F1 on the
+    comparison's own training side (tickets it never saw; the held-out labels are never read to fit them).
+    """
+    index = {t.slug: j for j, t in enumerate(spec.tags)}
+    order = [index[slug] for slug in data.labels]
+    held = [data.texts[i] for i in np.flatnonzero(holdout)]
+    single = spec.single_label
+    served = champion_tag_scores(held, spec)
+    if served is not None:
+        scores, champion = served
+        rule = "the best tag" if single else "the trained head's own decision (probability ≥ 0.5)"
+        predicted = predicted_sets(scores.probabilities[:, order], single)
+        return ServingSide(champion.version, scores.scorer, predicted, rule)
+    if single:
+        scores = score_tag_set(held, spec, zero_shot_scorer())
+        predicted = predicted_sets(scores.probabilities[:, order], True)
+        return ServingSide(f"zero-shot ({scores.scorer})", scores.scorer, predicted, "the best tag")
+    fitted_on = [data.texts[i] for i in np.flatnonzero(train)]
+    scores = score_tag_set(fitted_on + held, spec, zero_shot_scorer())  # one call: the model runs once
+    probs = scores.probabilities[:, order]
+    thresholds = fit_f1_thresholds(probs[: len(fitted_on)], data.y[train], data.known[train], data.labels)
+    predicted = predicted_sets(probs[len(fitted_on) :], False, [thresholds[s] for s in data.labels])
+    rule = f"per-tag thresholds fitted for F1 on the {len(fitted_on)} training tickets"
+    return ServingSide(f"zero-shot ({scores.scorer})", scores.scorer, predicted, rule, thresholds)
+
+
 def run_tag_training(version_id: int) -> ModelVersion:
     """Train, evaluate and promote or reject tag version ``version_id``; its run must be running."""
     from mlops.inference.encoders import resolve_model_ref
@@ -216,9 +323,9 @@ def run_tag_training(version_id: int) -> ModelVersion:
     margin = float(version.config.get("promotion_margin", settings.TRIAGE_PROMOTION_MARGIN))
     counts = data.positives()
     ModelVersion.objects.filter(pk=version.pk).update(label_counts=counts)
-    short = [f"{slug} ({n})" for slug, n in counts.items() if n < need]
+    short = too_few_labels(counts, need)  # labels may have been removed since the run was queued
     if short:
-        raise TrainingError(f"tags below {need} labels saying they fit: {', '.join(short)}")
+        raise TrainingError(short)
     holdout = np.array([held_out(t, fraction) for t in data.ticket_ids], dtype=bool)
     train = ~holdout
     lacking = [s for j, s in enumerate(data.labels) if data.y[train, j].sum() < 2 or data.y[train, j].all()]
@@ -247,6 +354,7 @@ def run_tag_training(version_id: int) -> ModelVersion:
         steps=int(version.config.get("steps", settings.TRIAGE_TAG_SETFIT_STEPS)),
         seed=seed,
         device=_training_device(),
+        progress=rec.progress,
     )
     training_seconds = time.monotonic() - train_started
 
@@ -266,22 +374,14 @@ def run_tag_training(version_id: int) -> ModelVersion:
     challenger = TagSetFitModel(target, version=version.version)
     new = tag_scores(y, known, predicted_sets(challenger.probabilities(texts), single), data.labels, single)
     spec = TagSetSpec.from_row(TagSet.objects.scorable().get(pk=tag_set.pk))
-    index = {t.slug: j for j, t in enumerate(spec.tags)}
-    order = [index[slug] for slug in data.labels]
-    served = champion_tag_scores(texts, spec)
-    if served is not None:
-        scores, baseline_name = served[0], served[1].version
-    else:
-        scores = score_tag_set(texts, spec, zero_shot_scorer())
-        baseline_name = f"zero-shot ({scores.scorer})"
-    # What the serving scorer shows: its tags at their thresholds (single-label: the best tag).
-    thresholds = [spec.tags[j].threshold for j in order]
-    old = tag_scores(y, known, predicted_sets(scores.probabilities[:, order], single, thresholds), data.labels, single)
+    serving = serving_side(spec, data, train, holdout)
+    old = tag_scores(y, known, serving.predicted, data.labels, single)
+    rec.log("serving scorer's decision: %s", serving.rule)
     rec.log(
         "macro-F1 over tags on %d held-out tickets: challenger %.3f, serving %s %.3f",
         len(texts),
         new["macro_f1"],
-        baseline_name,
+        serving.name,
         old["macro_f1"],
     )
 
@@ -292,7 +392,13 @@ def run_tag_training(version_id: int) -> ModelVersion:
         "tag_set": tag_set.slug,
         "kind": tag_set.kind,
         "challenger": {**new, "scorer": "setfit"},
-        "champion": {**old, "version": baseline_name, "scorer": scores.scorer},
+        "champion": {
+            **old,
+            "version": serving.name,
+            "scorer": serving.scorer,
+            "decision_rule": serving.rule,
+            **({"thresholds": serving.thresholds} if serving.thresholds else {}),
+        },
         "split": {"train": int(train.sum()), "holdout": int(holdout.sum())},
     }
     record_decision(

@@ -30,6 +30,7 @@ registry_urls = [
     path("", views_registry.registry, name="models"),
     path("retrain/", views_registry.retrain, name="retrain"),
     path("self-train/", views_registry.self_train, name="self_train"),
+    path("tag-sets/<slug:slug>/train/", views_registry.train_tags, name="train_tags"),
     path("runs/<int:pk>/", views_registry.run_progress, name="training_run"),
     path("versions/<int:pk>/", views_registry.version_detail, name="model_version"),
     path("versions/<int:pk>/rollback/", views_registry.rollback, name="rollback"),

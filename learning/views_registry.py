@@ -1,8 +1,10 @@
-"""The model registry page (``/models/``): versions, retraining and self-training with live progress, rollback.
+"""The model registry page (``/models/``): versions, retraining, self-training and tag-set training with live
+progress, rollback.
 
 Admins only (``admin_required``: 403 for agents, the login page for anonymous visitors). Reads
 ``ModelVersion`` and ``TrainingRun`` rows; writes only through ``learning.trigger.request_training``,
-``learning.selftrain.request_self_training`` and ``mlops.registry.promote_version`` (rollback).
+``learning.selftrain.request_self_training``, ``learning.tag_retraining.request_tag_training`` and
+``mlops.registry.promote_version`` (rollback). Every run records who asked for it (``triggered_by``).
 The progress panel is polled by htmx every two seconds while a run is queued or running and asks for
 a page refresh when the run ends.
 """
@@ -14,14 +16,17 @@ from django.contrib import messages
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from mlops.models import ROUTING_TASK, ModelVersion, TrainingRun
+from mlops.models import ROUTING_TASK, ModelVersion, TrainingRun, tag_task
 from mlops.registry import SERVABLE, promote_version
+from tags.models import TagSet
 from triage.models import Team
 from triage.roles import admin_required
 
 from .selftrain import check_selftrain_trigger, request_self_training
+from .tag_retraining import TagTrainingRefused, check_tag_labels, request_tag_training
 from .trigger import TrainingInProgress, active_run, check_trigger, request_training
 
 ACTIVE = (TrainingRun.State.QUEUED, TrainingRun.State.RUNNING)
@@ -57,8 +62,19 @@ def registry(request: HttpRequest) -> HttpResponse:
         },
         "selftrain": check_selftrain_trigger(),
         "teams": Team.objects.filter(active=True).order_by("name"),
+        "tag_sets": _trainable_tag_sets(),
     }
     return render(request, "learning/registry.html", context)
+
+
+def _trainable_tag_sets() -> list[dict]:
+    """Each active zero-shot tag set with its label counts per tag, whether it can be trained, its champion."""
+    rows = []
+    for tag_set in TagSet.objects.filter(active=True, method=TagSet.Method.ZERO_SHOT).order_by("name"):
+        check = check_tag_labels(tag_set)
+        champion = ModelVersion.objects.champion(task=tag_task(tag_set.slug))
+        rows.append({"tag_set": tag_set, "check": check, "champion": champion})
+    return rows
 
 
 @require_POST
@@ -86,6 +102,20 @@ def self_train(request: HttpRequest) -> HttpResponse:
     else:
         messages.success(request, f"Self-trained build {version.version} queued.")
     return redirect("learning:models")
+
+
+@require_POST
+@admin_required
+def train_tags(request: HttpRequest, slug: str) -> HttpResponse:
+    """Queue one tag set's SetFit head on the training queue ("Train tags"), as "Retrain now" queues routing's."""
+    tag_set = get_object_or_404(TagSet, slug=slug)
+    try:
+        version = request_tag_training(tag_set, trigger="manual", user=request.user)
+    except (TrainingInProgress, TagTrainingRefused) as exc:
+        messages.error(request, f"Not queued: {exc}.")
+    else:
+        messages.success(request, f"Tag training {version.version} for {tag_set.name} queued.")
+    return redirect(f"{reverse('learning:models')}#tag-training")
 
 
 @require_GET
@@ -129,6 +159,7 @@ def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 "labels": (version.label_counts or {}).get(slug, 0),
                 "f1": challenger.get("f1_per_tag", {}).get(slug),
                 "champion_f1": champion.get("f1_per_tag", {}).get(slug),
+                "champion_threshold": (champion.get("thresholds") or {}).get(slug),
             }
             for slug in tags
         ]

@@ -12,5 +12,5 @@ class TagsConfig(AppConfig):
         from . import dashboard, hooks, scoring, tasks  # noqa: F401
 
         dashboard.register()  # tags on triage's queues and ticket page (triage.extensions)
-        if scoring.warm_language_detectors not in WARMERS:  # ready() runs again when a test re-populates apps
-            WARMERS.append(scoring.warm_language_detectors)
+        if scoring.warm_tag_scorers not in WARMERS:  # ready() runs again when a test re-populates apps
+            WARMERS.append(scoring.warm_tag_scorers)

@@ -206,19 +206,25 @@ def language_detector(spec: TagSetSpec):
     return get_language_detector([t.slug for t in spec.tags], settings.TRIAGE_TAG_OTHER_LANGUAGES)
 
 
-def warm_language_detectors() -> None:
-    """Worker start (``mlops.inference.warm.WARMERS``): build the active language sets' detectors, so that
-    the first routed batch does not load lingua's models."""
+def warm_tag_scorers() -> None:
+    """Worker start (``mlops.inference.warm.WARMERS``): build the active language sets' detectors and load
+    each zero-shot set's trained champion, so that the first routed batch after a restart loads neither
+    (as ``mlops.registry.warm_trained_champion`` does for routing's). The zero-shot tag scorer is the
+    routing scorers' models, warmed by routing."""
     from .models import TagSet
 
     try:
-        specs = [TagSetSpec.from_row(s) for s in TagSet.objects.scorable().filter(method=TagSet.Method.LANGUAGE)]
+        specs = [TagSetSpec.from_row(s) for s in TagSet.objects.scorable()]
     except Exception:  # the database may be migrating while a worker starts; the first batch loads them
-        logger.exception("could not read the language tag sets while warming the language detector")
+        logger.exception("could not read the tag sets while warming their scorers")
         return
     for spec in specs:
-        if spec.tags:
+        if not spec.tags:
+            continue
+        if spec.method == "language":
             language_detector(spec)
+        else:
+            _champion_model(spec)
 
 
 def _language_scores(texts: list[str], spec: TagSetSpec) -> SetScores:
@@ -243,10 +249,9 @@ def zero_shot_scorer():
     return choice.scorer
 
 
-def champion_tag_scores(texts: Sequence[str], spec: TagSetSpec) -> tuple[SetScores, Any] | None:
-    """The scores of a tag set's trained champion (``learning.tag_retraining``) and that ``ModelVersion``;
-    None when the set has none, or its model cannot load or does not know every current tag of the set
-    (a tag added since training): the zero-shot scorer then scores the set."""
+def _champion_model(spec: TagSetSpec) -> tuple[Any, Any] | None:
+    """A zero-shot set's trained champion, loaded once per process: ``(TagSetFitModel, ModelVersion)``; None
+    when the set has none or its files cannot load (logged)."""
     from mlops.inference.encoders import ModelUnavailable
     from mlops.models import ModelVersion, tag_task
 
@@ -258,10 +263,20 @@ def champion_tag_scores(texts: Sequence[str], spec: TagSetSpec) -> tuple[SetScor
     from mlops.inference.setfit_tags import get_tag_model
 
     try:
-        model = get_tag_model(champion.artifact_path, champion.version)
+        return get_tag_model(champion.artifact_path, champion.version), champion
     except (ModelUnavailable, OSError) as exc:
         logger.warning("tag set %s: champion %s cannot load (%s); scoring zero-shot", spec.slug, champion, exc)
         return None
+
+
+def champion_tag_scores(texts: Sequence[str], spec: TagSetSpec) -> tuple[SetScores, Any] | None:
+    """The scores of a tag set's trained champion (``learning.tag_retraining``) and that ``ModelVersion``;
+    None when the set has none, or its model cannot load or does not know every current tag of the set
+    (a tag added since training): the zero-shot scorer then scores the set."""
+    loaded = _champion_model(spec)
+    if loaded is None:
+        return None
+    model, champion = loaded
     missing = [t.slug for t in spec.tags if t.slug not in model.labels]
     if missing:
         logger.info("tag set %s: %s was not trained on %s; scoring zero-shot", spec.slug, champion, missing)

@@ -44,6 +44,33 @@ if TYPE_CHECKING:  # heavy imports stay lazy: importing this module must be chea
 ProgressFn = Callable[[dict], None]
 
 
+def report_step(
+    progress: ProgressFn | None,
+    phase: str,
+    step: int,
+    total_steps: int,
+    *,
+    started: float,
+    epoch: float,
+    loss: float | None = None,
+) -> None:
+    """Send one training step to ``progress`` in the form the run's recorder and page read
+    (``{"phase", "step", "total_steps", "epoch", "eta_seconds"[, "loss"]}``); shared by every trainer
+    of the project, so routing and tag runs report alike. The ETA extrapolates the steps done so far."""
+    if progress is None:
+        return
+    update = {
+        "phase": phase,
+        "step": step,
+        "total_steps": total_steps,
+        "epoch": epoch,
+        "eta_seconds": (time.monotonic() - started) / step * (total_steps - step) if step else None,
+    }
+    if loss is not None:
+        update["loss"] = loss
+    progress(update)
+
+
 @dataclass(frozen=True)
 class SetFitRecipe:
     """Hyper-parameters of :func:`train_setfit`; defaults are the values chosen on
@@ -232,31 +259,21 @@ def train_setfit(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if progress is not None:
-            elapsed = time.monotonic() - started
-            progress(
-                {
-                    "phase": "body",
-                    "step": step,
-                    "total_steps": n_steps,
-                    "epoch": step * batch_examples / len(train_texts),
-                    "eta_seconds": elapsed / step * (n_steps - step),
-                    "loss": float(loss.detach()),
-                }
-            )
+            epoch = step * batch_examples / len(train_texts)
+            report_step(progress, "body", step, n_steps, started=started, epoch=epoch, loss=float(loss.detach()))
     body.eval()
     for p in body.parameters():
         p.requires_grad = True  # leave a normal, fully trainable body behind
 
     # ---------------- phase 2: logistic-regression head ----------------
-    if progress is not None:
-        progress({"phase": "head", "step": 0, "total_steps": 1, "epoch": 0.0, "eta_seconds": None})
+    head_started = time.monotonic()
+    report_step(progress, "head", 0, 1, started=head_started, epoch=0.0)
     emb = body.encode(train_texts, batch_size=recipe.encode_batch_size, normalize_embeddings=True)
     head = LogisticRegression(
         C=recipe.head_c, class_weight=recipe.head_class_weight, max_iter=recipe.head_max_iter, random_state=seed
     )
     head.fit(emb, np.asarray(train_ids))
-    if progress is not None:
-        progress({"phase": "head", "step": 1, "total_steps": 1, "epoch": 1.0, "eta_seconds": 0.0})
+    report_step(progress, "head", 1, 1, started=head_started, epoch=1.0)
 
     # Integer head targets + ``labels`` => SetFit maps predictions back to label names.
     return SetFitModel(model_body=body, model_head=head, normalize_embeddings=True, labels=label_names)

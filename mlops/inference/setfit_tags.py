@@ -23,6 +23,7 @@ import json
 import shutil
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 from mlops.text import clean_ask
 
 from .encoders import ModelUnavailable
+from .setfit_recipe import ProgressFn, report_step
 
 TAG_META_FILE = "triage_tags.json"
 # Loaded tag models kept per process: a few tag sets' champions.
@@ -54,11 +56,13 @@ def train_tag_setfit(
     batch_size: int = 16,
     seed: int = 0,
     device: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> Any:
     """A ``setfit.SetFitModel`` trained on ``texts`` with 0/1 ``targets`` per text over ``labels``.
 
     ``steps`` bounds the contrastive fine-tuning of the body (pairs of tickets), so that a run stays
-    within a minute or two on a CPU; the head is then fitted on all texts.
+    within a minute or two on a CPU; the head is then fitted on all texts. ``progress`` receives each
+    body step and the head's start and end as routing's ``train_setfit`` sends them (``report_step``).
     """
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
@@ -94,8 +98,41 @@ def train_tag_setfit(
             show_progress_bar=False,
         )
         data = Dataset.from_dict({"text": read(texts), "label": column})
-        Trainer(model=model, args=args, train_dataset=data).train()
+        callbacks = [_progress_callback(progress)] if progress is not None else None
+        Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks).train()
+    report_step(progress, "head", 1, 1, started=time.monotonic(), epoch=1.0)
     return model
+
+
+def _progress_callback(progress: ProgressFn) -> Any:
+    """A ``transformers.TrainerCallback`` that reports setfit's body steps through ``report_step``; when the
+    body's training ends, setfit fits the head (reported as its step 0 of 1)."""
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+
+        def on_train_begin(self, args, state, control, **kwargs) -> None:
+            self.started = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            # setfit logs the body's loss as "embedding_loss" every ``logging_steps``; none before the first log.
+            logged = [row["embedding_loss"] for row in state.log_history if "embedding_loss" in row]
+            report_step(
+                progress,
+                "body",
+                state.global_step,
+                state.max_steps,
+                started=self.started,
+                epoch=float(state.epoch or 0.0),
+                loss=float(logged[-1]) if logged else None,
+            )
+
+        def on_train_end(self, args, state, control, **kwargs) -> None:
+            report_step(progress, "head", 0, 1, started=time.monotonic(), epoch=0.0)
+
+    return StepProgress()
 
 
 def save_tag_model(model: Any, path: str | Path, *, labels: Sequence[str], multi_label: bool, meta: dict) -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 
+from tags.models import TagLabel, TagSet
+from tags.services import create_tag_set
 from triage.models import Correction, Team, Ticket
 from triage.services import record_label
 
@@ -111,3 +113,64 @@ def training_data(slugs=("queue-a", "queue-b", "queue-c"), per_team: int = 6) ->
             texts.append(text)
             labels.append(slug)
     return texts, labels
+
+
+# --- Tag sets labelled by an agent (tag-set training) ---------------------------------------------
+
+OUTAGE = [
+    "The whole site is down, nothing loads for any of our users",
+    "Your API returns 503 for every request since this morning",
+    "Dashboard unreachable, servers not responding at all",
+    "Checkout page times out for everyone, total outage",
+    "Service unavailable error on every page of the app",
+    "Nothing works, the platform has been offline for an hour",
+    "Login page will not load, your servers seem to be down",
+    "All our integrations fail, the service is completely down",
+    "The mobile app cannot reach your servers, outage everywhere",
+]
+SECURITY = [
+    "Someone logged into my account from another country",
+    "I received a phishing email pretending to be your support team",
+    "My password was changed without me doing it",
+    "Suspicious login alerts keep coming, I think I was hacked",
+    "A stranger accessed our admin account and changed the settings",
+    "Unknown device signed in to my account last night",
+    "There is a security hole, I can see other customers' data",
+    "Fraudulent charges after my account was compromised",
+    "Two-factor codes arrive that I never requested, account attack",
+]
+OTHER = [
+    "How do I change the billing address on my invoice",
+    "Can I export my data to a spreadsheet",
+    "Please add a dark mode to the settings page",
+    "Where can I find last month's invoice",
+    "How do I invite a colleague to my workspace",
+    "Is there a discount for yearly plans",
+    "What file formats can I upload",
+    "I would like to change my username",
+    "Thanks for the quick help yesterday",
+]
+
+
+def label_topics(agent) -> TagSet:
+    """Topics (multi-label: outage, security): 9 tickets fit each tag, 9 fit neither; every cell said."""
+    topics = create_tag_set("Topics", kind="multi", tags=[{"name": "outage"}, {"name": "security"}])
+    outage, security = topics.tags.get(slug="outage"), topics.tags.get(slug="security")
+    for texts, fits in ((OUTAGE, {outage}), (SECURITY, {security}), (OTHER, set())):
+        for text in texts:
+            ticket = Ticket.objects.create(subject=text[:40], body=text)
+            for tag in (outage, security):
+                action = TagLabel.Action.ADD if tag in fits else TagLabel.Action.REMOVE
+                TagLabel.objects.create(ticket=ticket, tag=tag, action=action, agent=agent)
+    return topics
+
+
+def label_urgency(agent) -> TagSet:
+    """Urgency (single-label: low, high): 18 tickets high, 13 low."""
+    urgency = create_tag_set("Urgency", kind="single", tags=[{"name": "low"}, {"name": "high"}])
+    high, low = urgency.tags.get(slug="high"), urgency.tags.get(slug="low")
+    for texts, tag in ((OUTAGE + SECURITY, high), (OTHER + OTHER[:4], low)):
+        for text in texts:
+            ticket = Ticket.objects.create(subject="urgency", body=text)
+            TagLabel.objects.create(ticket=ticket, tag=tag, action=TagLabel.Action.ADD, agent=agent)
+    return urgency

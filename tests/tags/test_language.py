@@ -73,11 +73,11 @@ def test_the_configured_mode_decides_and_one_detector_serves_each_process(settin
 def test_worker_start_builds_the_detector_of_each_active_language_set(settings):
     from mlops.inference import language
     from mlops.inference.warm import WARMERS
-    from tags.scoring import warm_language_detectors
+    from tags.scoring import warm_tag_scorers
 
-    assert warm_language_detectors in WARMERS  # run by warm_all() in the inference process
+    assert warm_tag_scorers in WARMERS  # run by warm_all() in the inference process
     settings.TRIAGE_TAG_OTHER_LANGUAGES = ["nl"]
     create_tag_set("Language", kind="multi", method="language", tags=[{"slug": "fr", "name": "French"}])
     language._detectors.clear()
-    warm_language_detectors()
+    warm_tag_scorers()
     assert [key[:2] for key in language._detectors] == [(("fr",), ("nl",))]
