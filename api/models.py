@@ -106,7 +106,7 @@ class WebhookEndpoint(models.Model):
     class Event(models.TextChoices):
         TICKET_ROUTED = "ticket.routed", "Ticket auto-routed"
         TICKET_NEEDS_TRIAGE = "ticket.needs_triage", "Ticket needs a person (suggested or abstained)"
-        TICKET_TAGGED = "ticket.tagged", "A high-urgency or security tag became set on a ticket"
+        TICKET_TAGGED = "ticket.tagged", "A tag admins chose to notify on (its notify flag) became set on a ticket"
 
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
