@@ -3,8 +3,9 @@
 A mark (``services.record_suggestion_feedback``) stores a ``LearnedQuestion`` with the ticket's ask
 (``mlops.text.clean_ask``) at once, in the same transaction; the inference queue embeds it afterwards
 (``embed_learned_questions``), keeping of a long ask only the sentences nearest the article. At
-query time ``retrieval`` reads the nearest embedded questions: a helpful one raises its article
-(MaxP over passages and questions), a not-helpful one lowers it for tickets that resemble it.
+query time ``retrieval`` reads them: an article's helpful questions raise it through their mean vector
+(its prototype, ``retrieval.question_prototypes``; MaxP over passages and prototype), a not-helpful
+one lowers it for tickets that resemble it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ articles not yet re-embedded are still found by full-text search).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,22 +152,54 @@ def nearest_questions(
         return [(int(r[0]), bool(r[1]), float(r[2])) for r in cursor.fetchall()]
 
 
-def feedback_scores(dense: Mapping[int, float], questions: list[tuple[int, bool, float]]) -> dict[int, float]:
-    """The ``feedback`` stage: dense MaxP over an article's passages *and* its helpful questions,
-    lowered by how much closer the ticket is to a question the article did not help than to the
-    article itself. Without learned questions it is the dense stage.
+def question_prototypes(
+    vector: np.ndarray, article_ids: Iterable[int], embedder_version: str, *, exclude_ticket: int | None = None
+) -> dict[int, float]:
+    """Cosine similarity of ``vector`` to the *prototype* of each of ``article_ids`` that has helpful
+    learned questions: the mean of their vectors (embedded by ``embedder_version``; a ticket's own left
+    out).
 
-    >>> feedback_scores({1: 0.5, 2: 0.6}, [(1, True, 0.9), (2, False, 0.8)])
-    {1: 0.9, 2: 0.4}
+    An article's marks vote together rather than through their single nearest one: one marked e-mail
+    that shares its wording but not its problem with the ticket no longer lifts the wrong article. As a
+    classifier of the Parcelwise dev e-mails, the marks' prototypes rank the right article at MRR@10
+    0.83 where the nearest marked ticket does at 0.71 (search/README.md). Computed when read, so a
+    retracted mark or a deleted ticket stops counting at once.
     """
-    positive: dict[int, float] = {}
+    ids = sorted(set(article_ids))
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT q.article_id, 1 - (AVG(q.embedding) <=> %s::vector)
+            FROM search_learnedquestion q JOIN search_article a ON a.id = q.article_id
+            WHERE {_SEARCHABLE} AND q.helpful AND q.embedder_version = %s AND q.ticket_id IS DISTINCT FROM %s
+                AND q.article_id = ANY(%s)
+            GROUP BY q.article_id
+            """,
+            [_vector_literal(vector), embedder_version, exclude_ticket, ids],
+        )
+        return {int(r[0]): float(r[1]) for r in cursor.fetchall()}
+
+
+def feedback_scores(
+    dense: Mapping[int, float], prototypes: Mapping[int, float], questions: list[tuple[int, bool, float]]
+) -> dict[int, float]:
+    """The ``feedback`` stage: dense MaxP over an article's passages *and* its prototype (its helpful
+    questions' mean, ``question_prototypes``), lowered by how much closer the ticket is to a question
+    the article did not help (from the nearest ``questions``) than to the article itself. Without
+    learned questions it is the dense stage.
+
+    >>> feedback_scores({1: 0.5, 2: 0.5}, {1: 0.75}, [(1, True, 0.875), (2, False, 0.75)])
+    {1: 0.75, 2: 0.25}
+    """
     negative: dict[int, float] = {}
     for article_id, helpful, similarity in questions:
-        side = positive if helpful else negative
-        side[article_id] = max(side.get(article_id, -1.0), similarity)
+        if not helpful:
+            negative[article_id] = max(negative.get(article_id, -1.0), similarity)
     scores = {}
-    for a in set(dense) | set(positive):
-        match = max(dense.get(a, -1.0), positive.get(a, -1.0))
+    for a in set(dense) | set(prototypes):
+        match = max(dense.get(a, -1.0), prototypes.get(a, -1.0))
         scores[a] = match - max(0.0, negative.get(a, -1.0) - match)
     return dict(sorted(scores.items()))
 
@@ -277,6 +309,7 @@ class _Query:
     timings: dict[str, float] = field(default_factory=dict)
     fused: list[PassageHit] = field(default_factory=list)
     questions: list[tuple[int, bool, float]] = field(default_factory=list)
+    prototypes: dict[int, float] = field(default_factory=dict)
     rerank_scores: dict[int, float] = field(default_factory=dict)
     reranker: str = ""  # the cross-encoder's version, when it read this query
 
@@ -349,6 +382,14 @@ def search_many(
         q.questions = nearest_questions(
             ask_vector, settings.SEARCH_QUESTION_CANDIDATES, embedder.version, exclude_ticket=q.exclude_ticket
         )
+        if q.questions:  # none near: nothing is learned that this query may read
+            # Prototypes of the articles dense found and of those the nearest helpful questions point to.
+            q.prototypes = question_prototypes(
+                ask_vector,
+                {a for _, a, _, _ in dense} | {a for a, helpful, _ in q.questions if helpful},
+                embedder.version,
+                exclude_ticket=q.exclude_ticket,
+            )
         q.timings["questions"] = (time.perf_counter() - t0) * 1000
 
     reranked = [q for q in batch if q.rerank_depth and q.fused]
@@ -395,7 +436,7 @@ def _rank_articles(q: _Query, policy, versions: dict[str, str]) -> SearchResult:
         if a not in best_passage or key > best_passage[a][:2]:
             best_passage[a] = (*key, hit)
 
-    stage_scores["feedback"] = feedback_scores(stage_scores["dense"], q.questions)
+    stage_scores["feedback"] = feedback_scores(stage_scores["dense"], q.prototypes, q.questions)
     keyed = {s: {str(a): v for a, v in scores.items()} for s, scores in stage_scores.items()}
     weights = weights_for(policy, q.words, keyed)  # the policy's unreranked vectors where nothing was reranked
     final = combine(keyed, weights)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from mlops.text import clean_ask
+from mlops.text import clean_ask, split_sentences
 from search.models import LearnedQuestion, SuggestionFeedback
 from search.questions import embed_learned_questions
-from search.retrieval import feedback_scores, search
+from search.retrieval import feedback_scores, question_prototypes, search
 from search.services import record_suggestion_feedback, retract_suggestion_feedback, upsert_article
 from triage.models import Ticket
 
@@ -82,8 +83,8 @@ def test_a_not_helpful_mark_lowers_its_article_for_similar_tickets(kb, teams, ag
     password = kb["kb-password"].pk
     assert result.stage_scores["feedback"][password] < result.stage_scores["dense"][password]
     # The rule itself: a question closer to the ticket than the article pushes the article down by the gap.
-    assert feedback_scores({1: 0.4}, [(1, False, 0.9)]) == {1: pytest.approx(-0.1)}
-    assert feedback_scores({1: 0.4}, [(1, False, 0.3)]) == {1: 0.4}
+    assert feedback_scores({1: 0.4}, {}, [(1, False, 0.9)]) == {1: pytest.approx(-0.1)}
+    assert feedback_scores({1: 0.4}, {}, [(1, False, 0.3)]) == {1: 0.4}
 
 
 def test_retracting_a_mark_deletes_its_question_and_a_new_mark_replaces_the_agents_earlier_one(
@@ -128,3 +129,65 @@ def test_marks_through_the_api_and_the_dashboard_teach_questions(kb, teams, agen
     response = agent_client.post(f"/tickets/{t.pk}/suggestions/{suggestion.pk}/feedback/", {"helpful": "yes"})
     assert response.status_code in (200, 302)
     assert LearnedQuestion.objects.get().author == agent_alice
+
+
+LONG_EMAIL = (
+    "Label printer is slow\n\nHi there,\n\nI hope you are well and had a lovely weekend. Our label printer takes "
+    "twenty seconds for every label since Friday. We print from the warehouse PC over USB. Restarting the computer "
+    "did not change anything. The weather here has been awful all week. Is there a setting that makes it fast "
+    "again?\n\nMany thanks,\nOwen Pritchard\nOperations, Bramble & Birch Yarns Ltd\nTel. 01422 553 910"
+)
+
+
+def test_a_marked_long_email_is_learned_as_its_ask_sentences_without_greeting_or_signature(
+    kb, teams, agent_alice, embedder
+):
+    t = ticket("Label printer is slow", LONG_EMAIL.split("\n\n", 1)[1], teams)
+    record_suggestion_feedback(t, kb["kb-offline"], helpful=True, agent=agent_alice)
+    embed_learned_questions(embedder=embedder)
+    question = LearnedQuestion.objects.get()
+    for noise in ("Hi there", "hope you are well", "Many thanks", "Owen", "Bramble", "01422"):
+        assert noise not in question.text
+    # A long ask is cut to 3 of its own sentences (those nearest the article); that text is what is embedded.
+    ask = split_sentences(clean_ask(question.source_text))
+    assert len(ask) > 3 and "twenty seconds" in " ".join(ask)
+    kept = split_sentences(question.text)
+    assert len(kept) == 3 and set(kept) <= set(ask)
+    assert np.allclose(question.embedding, embedder.encode([question.text])[0], atol=1e-5)
+
+
+def test_an_articles_marks_vote_through_their_mean_and_a_retracted_mark_stops_counting(
+    kb, teams, agent_alice, admin_ada, embedder
+):
+    refund = kb["kb-refund"]
+    first = ticket("Money for the yearly plan", "Why did you take 99 euros off me again, I quit last spring", teams)
+    second = ticket("Charged twice", "My card shows two payments for the same month, please return one", teams)
+    record_suggestion_feedback(first, refund, helpful=True, agent=agent_alice)
+    record_suggestion_feedback(second, refund, helpful=True, agent=admin_ada)
+    embed_learned_questions(embedder=embedder)
+    vectors = {
+        q.ticket_id: np.asarray(q.embedding, dtype=np.float64) for q in LearnedQuestion.objects.filter(article=refund)
+    }
+    query = embedder.encode(["you took 99 euros from me again for the yearly plan although I quit"])[0]
+
+    def cosine(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    both = question_prototypes(query, [refund.pk, kb["kb-password"].pk], embedder.version)
+    assert list(both) == [refund.pk]  # an article without helpful questions has no prototype
+    assert both[refund.pk] == pytest.approx(cosine(query, vectors[first.pk] + vectors[second.pk]), abs=1e-5)
+    # The mean, not the nearest mark: the marked ticket worded like the query counts for half.
+    assert both[refund.pk] < cosine(query, vectors[first.pk]) - 0.01
+    # A ticket's own marks are not read for it.
+    alone = question_prototypes(query, [refund.pk], embedder.version, exclude_ticket=first.pk)
+    assert alone[refund.pk] == pytest.approx(cosine(query, vectors[second.pk]), abs=1e-5)
+
+    assert retract_suggestion_feedback(second, refund, agent=admin_ada) == 1
+    after = question_prototypes(query, [refund.pk], embedder.version)
+    assert after[refund.pk] == pytest.approx(cosine(query, vectors[first.pk]), abs=1e-5)
+    second.refresh_from_db()
+    record_suggestion_feedback(second, refund, helpful=False, agent=admin_ada)  # a negative is not in the mean
+    embed_learned_questions(embedder=embedder)
+    assert question_prototypes(query, [refund.pk], embedder.version) == pytest.approx(after, abs=1e-6)
+    first.delete()
+    assert question_prototypes(query, [refund.pk], embedder.version) == {}
