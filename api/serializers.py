@@ -233,7 +233,9 @@ class TicketDetailSerializer(TicketSerializer):
 
     @extend_schema_field(SuggestionSerializer(many=True))
     def get_suggestions(self, ticket) -> list:
-        suggestions = ticket.suggestions.select_related("article", "passage").only(*SUGGESTION_COLUMNS).order_by("rank")
+        suggestions = (
+            ticket.suggestions.select_related("article", "passage").only(*SUGGESTION_COLUMNS).order_by("rank", "pk")
+        )
         return SuggestionSerializer(suggestions, many=True).data
 
 

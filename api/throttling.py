@@ -11,18 +11,18 @@ import logging
 from functools import lru_cache
 
 from django.conf import settings
-from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiToken
+from .redis_cache import SharedClientRedisCache
 
 logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
-def throttle_cache() -> RedisCache:
-    return RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "api-throttle"})
+def throttle_cache() -> SharedClientRedisCache:
+    return SharedClientRedisCache(settings.REDIS_URL, {"KEY_PREFIX": "api-throttle"})
 
 
 def throttle_scope(request) -> str:

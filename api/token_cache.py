@@ -23,10 +23,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 
 from .models import ApiToken
+from .redis_cache import SharedClientRedisCache
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ def user_fields() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def token_cache() -> RedisCache:
+def token_cache() -> SharedClientRedisCache:
     # A Redis that hangs costs a request a second at most, then the database answers.
-    return RedisCache(settings.REDIS_URL, {"KEY_PREFIX": "api-token", "OPTIONS": REDIS_TIMEOUTS})
+    return SharedClientRedisCache(settings.REDIS_URL, {"KEY_PREFIX": "api-token", "OPTIONS": REDIS_TIMEOUTS})
 
 
 def enabled() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Prefetch, Subquery
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -18,12 +17,12 @@ from mlops.models import ModelVersion
 from search import services as search_services
 from search.deflection import deflect
 from search.models import Article
-from tags.dashboard import change_tag, tag_states
-from triage.models import Correction, Prediction, Team, Ticket
+from tags.dashboard import change_tag
+from triage.models import Team, Ticket
 from triage.services import accept_routing, correct_routing, create_ticket
 from triage.team_services import set_team_routing
 
-from . import services
+from . import reads, services
 from .models import IDEMPOTENCY_KEY_MAX
 from .parsers import JSONParser
 from .permissions import CanCreateTickets, IsAdmin, IsAgent
@@ -56,14 +55,6 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
         "Any unique string up to 255 characters. A retry with the same key and body returns the first "
         "response again (header Idempotent-Replayed: true); the same key with another body is refused (422)."
     ),
-)
-
-TEAM_UNSHOWN = ("description", "examples", "hypothesis")
-LABEL_COLUMNS = (
-    *(f.name for f in Correction._meta.concrete_fields),
-    *(f"{team}__{name}" for team in ("from_team", "to_team") for name in ("id", "slug", "name")),
-    "agent__id",
-    "agent__username",
 )
 
 
@@ -132,21 +123,14 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         }.get(self.action, TicketSerializer)
 
     def get_queryset(self):
-        latest = Prediction.objects.filter(ticket=OuterRef("pk")).newest_first().values("decision")[:1]
-        tickets = (
+        if self.action in ("list", "retrieve"):
+            # Rows, not model instances: api/reads.py builds the answer (what the serializers would).
+            return reads.ticket_values()
+        return (
             Ticket.objects.select_related("team")
-            .annotate(latest_decision=Subquery(latest))
+            .annotate(latest_decision=reads.latest_decision())
             .order_by("-created_at", "-pk")
         )
-        if self.action in ("list", "retrieve"):
-            # What the answer shows of the team; its examples and descriptions are the router's.
-            tickets = tickets.defer(*(f"team__{name}" for name in TEAM_UNSHOWN))
-        if self.action == "retrieve":
-            # The labels with their teams and agent in one query, not three per label; of the agent only
-            # the username (not the password hash and the rest of the user row).
-            labels = Correction.objects.select_related("from_team", "to_team", "agent").only(*LABEL_COLUMNS)
-            tickets = tickets.prefetch_related(Prefetch("corrections", queryset=labels))
-        return tickets
 
     def list(self, request, *args, **kwargs):
         # A plain dict, not the QueryDict: DRF reads an empty form value as "not given", so
@@ -166,8 +150,10 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         if "created_before" in wanted:
             tickets = tickets.filter(created_at__lt=wanted["created_before"])
         page = self.paginate_queryset(tickets)
-        context = {"tag_states": tag_states(t.pk for t in page)}
-        return self.get_paginated_response(TicketSerializer(page, many=True, context=context).data)
+        return self.get_paginated_response(reads.ticket_list(page))
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(reads.ticket_detail(self.get_object()))
 
     @extend_schema(
         summary="Create a ticket",

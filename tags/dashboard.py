@@ -43,7 +43,7 @@ class TagState:
 
     @property
     def is_set(self) -> bool:
-        return self.label == TagLabel.Action.ADD if self.label else self.predicted_set
+        return shown_as_set(self.label, self.predicted_set)
 
     @property
     def by_agent(self) -> bool:
@@ -60,6 +60,11 @@ class TagState:
     @property
     def set_name(self) -> str:
         return self.tag.tag_set.name
+
+
+def shown_as_set(label: str | None, predicted_set: bool) -> bool:
+    """Whether a tag is set on a ticket: the agent's latest label (its action) if any, else the prediction."""
+    return label == TagLabel.Action.ADD if label else predicted_set
 
 
 def tag_key(tag: Tag) -> str:

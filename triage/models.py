@@ -141,6 +141,11 @@ class Ticket(models.Model):
 NEWEST_FIRST = ("-created_at", "-id")
 
 
+def best_teams(scores: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """The k best of a prediction's ``scores`` as (slug, score), best first (``Prediction.top``)."""
+    return sorted(scores.items(), key=lambda item: item[1], reverse=True)[:k]
+
+
 class LatestQuerySet(models.QuerySet):
     def latest(self, *fields):
         """Django's ``latest()``, by creation time then id unless told otherwise (``DoesNotExist`` when empty)."""
@@ -201,7 +206,7 @@ class Prediction(models.Model):
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The k best teams by calibrated score, as (slug, score), best first."""
-        return sorted(self.scores.items(), key=lambda item: item[1], reverse=True)[:k]
+        return best_teams(self.scores, k)
 
 
 class Correction(models.Model):

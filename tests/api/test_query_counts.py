@@ -11,11 +11,11 @@ from tests.api.realistic import SUGGESTIONS_PER_TICKET, build_help_desk
 from triage.models import Correction, Ticket
 
 # The token with its user and groups (roles) is read from the cache after its first use (one query
-# before: api/token_cache.py), then the view's own: the count and the page, or the ticket, its labels,
-# its latest decision and its suggestions; and the shown tags, the page's (or the ticket's) tag
-# predictions and tag labels: none per row.
-LIST_QUERIES = 5
-DETAIL_QUERIES = 7
+# before: api/token_cache.py), then the view's own (api/reads.py): the count and the page, or the
+# ticket, its latest prediction, its suggestions and its labels; and the page's (or the ticket's) tags,
+# the latest prediction and label of each shown tag in one query: none per row.
+LIST_QUERIES = 3
+DETAIL_QUERIES = 5
 
 
 @pytest.fixture
