@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -153,7 +154,12 @@ class TicketViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         return self.get_paginated_response(reads.ticket_list(page))
 
     def retrieve(self, request, *args, **kwargs):
-        return Response(reads.ticket_detail(self.get_object()))
+        row = reads.ticket_row(int(kwargs[self.lookup_field]))
+        if row is None:
+            # What DRF's get_object answers for a missing row.
+            raise Http404(f"No {Ticket._meta.object_name} matches the given query.")
+        self.check_object_permissions(request, row)
+        return Response(reads.ticket_detail(row))
 
     @extend_schema(
         summary="Create a ticket",

@@ -140,6 +140,19 @@ class Server:
                 raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s; see {self.log.name}")
             time.sleep(0.5)
 
+    def settle(self, timeout: float = 180.0) -> None:
+        """Wait until gunicorn's processes are idle: one worker answering does not mean that the others
+        have loaded the deflection embedder (``post_worker_init``), seconds of CPU that would otherwise
+        be counted as the requests' (a few ms each in a 60 s run)."""
+        deadline = time.monotonic() + timeout
+        used = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            now = self.cpu_seconds()
+            if now - used < 0.05:
+                return
+            used = now
+
     def cpu_seconds(self) -> float:
         """CPU time used so far by gunicorn's master and workers (user + system)."""
         import psutil
@@ -278,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         server = Server(database_url, redis_url, extra)
         try:
             server.wait_ready(tokens[0])
+            server.settle()
             cpu_before, client_before = server.cpu_seconds(), time.process_time()
             records, elapsed = asyncio.run(load(server.port, tokens, args.seconds, think=args.think_ms / 1000))
             server_cpu, client_cpu = server.cpu_seconds() - cpu_before, time.process_time() - client_before

@@ -92,3 +92,10 @@ def test_the_api_answers_with_the_read_path(agent_api, help_desk):
     assert as_json(page["results"]) == as_json(serialized_tickets(pks))
     detail = agent_api.get(f"/api/tickets/{help_desk['odd']}/").json()
     assert as_json(detail) == as_json(serialized_detail(help_desk["odd"]))
+
+
+@pytest.mark.parametrize("pk", ["0", "999999999", str(2**63), "9" * 30])
+def test_a_ticket_that_is_not_there_is_a_404_as_before(agent_api, help_desk, pk):
+    response = agent_api.get(f"/api/tickets/{pk}/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No Ticket matches the given query."}
