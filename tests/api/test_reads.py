@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from api import reads
@@ -99,3 +100,17 @@ def test_a_ticket_that_is_not_there_is_a_404_as_before(agent_api, help_desk, pk)
     response = agent_api.get(f"/api/tickets/{pk}/")
     assert response.status_code == 404
     assert response.json() == {"detail": "No Ticket matches the given query."}
+
+
+def test_a_compiled_read_refuses_a_query_with_parameters_besides_its_key(db):
+    # A second parameter would be sent the key's value: refused when first compiled, not answered wrongly.
+    read = reads.CompiledRead(lambda pk: Ticket.objects.filter(pk=pk, subject="x").values("id"), sample=-1)
+    with pytest.raises(ImproperlyConfigured, match="must be its key"):
+        read.tuples(1)
+
+
+def test_a_compiled_read_runs_with_each_key_it_is_given(help_desk):
+    read = reads.CompiledRead(lambda pk: Ticket.objects.filter(pk=pk).values("id", "subject"), sample=-1)
+    for ticket in Ticket.objects.order_by("pk")[:3]:
+        assert read.dicts(ticket.pk) == [{"id": ticket.pk, "subject": ticket.subject}]
+    assert read.dicts(-5) == []
