@@ -91,7 +91,9 @@ def test_a_pool_process_killed_mid_batch_is_redelivered_and_takes_back_its_whole
         wait_for(lambda: decided_once(tickets), timeout=300, message="the redelivered batch to decide")
         # The task logs its outcome after the decisions commit (and after tagging the batch); the other
         # tickets' messages may log theirs ("nothing to do") before it.
-        log = wait_for(lambda: "'3 tickets: " in (text := worker.log()) and text, timeout=60, message="the run's outcome")
+        log = wait_for(
+            lambda: "'3 tickets: " in (text := worker.log()) and text, timeout=60, message="the run's outcome"
+        )
     assert [Ticket.objects.get(pk=t.pk).routing_attempts for t in tickets] == [2, 2, 2]
     assert "WorkerLostError" in log or "exited with" in log or "signal 9" in log
     assert "succeeded" in log and "'3 tickets: " in log  # one run routed all three
