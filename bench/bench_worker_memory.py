@@ -1,6 +1,6 @@
 """Memory of one worker host with every serving model loaded: the processes ``make worker`` starts.
 
-    .venv/bin/python bench/bench_worker_memory.py [--no-setfit] [--skip-previous] [--tickets 4]
+    .venv/bin/python bench/bench_worker_memory.py [--no-setfit] [--no-tag-models] [--skip-previous] [--tickets 4]
 
 1. a database of its own (``triage_bench_worker`` on the embedded Postgres) with the demo help centre
    (``load_demo``), and a Redis database of its own (db 11 of the embedded Redis), so that no other
@@ -9,6 +9,13 @@
    10 steps; memory does not depend on how long it trained), cached under ``.data/bench``, promoted to
    champion, so that routing runs SetFit and the zero-shot ensemble (embedder + cross-encoder) for the
    teams it was not trained on;
+   unless ``--no-tag-models``: for each of the demo's single-label tag sets that the product trains
+   (``TAG_SETS``: sentiment, urgency), a tag model trained by ``mlops.inference.setfit_tags`` on the tags
+   evaluation set's dev split (``eval_data/tags/dev.jsonl``) with the product's recipe
+   (``TRIAGE_TAG_SETFIT_STEPS``: 0, a head on the worker's embedder; a fine-tuned body's steps cut to
+   ``TAG_STEPS``; ``--tag-steps`` to choose), cached under ``.data/bench``, promoted to the set's
+   champion, so the worker loads it at start (``tags.scoring.warm_tag_scorers``) and tags with it; with
+   ``--no-tag-models`` those champions are retired, so the zero-shot tag scorer tags every set;
 3. the host's processes started by ``config.workers.start`` (what ``make worker`` runs: an inference
    worker with one pool process, a training worker, beat), ``--tickets`` demo tickets created and
    waited for until routed with suggestions, so every serving model has run;
@@ -42,12 +49,16 @@ DB_NAME = "triage_bench_worker"
 REDIS_DB = 11
 TARGET_MB = 1500.0
 SETFIT_STEPS = 10
+TAG_SETS = ("sentiment", "urgency")
+TAG_STEPS = 10
+TAG_TRAINING_SET = REPO / "eval_data" / "tags" / "dev.jsonl"
 WORK_DIR = REPO / ".data" / "bench" / "worker-memory"
 PREVIOUS = ["worker", "-B", "-Q", "default,inference,training", "-c", "2"]
 
 
-def prepare(setfit: bool) -> dict[str, str]:
-    """Database, Redis db and (with ``setfit``) a SetFit champion; returns the workers' environment."""
+def prepare(setfit: bool, tag_steps: int | None) -> dict[str, str]:
+    """Database, Redis db, (with ``setfit``) a SetFit champion and the tag sets' champions trained with
+    ``tag_steps`` (None: none serve); returns the workers' environment."""
     os.environ["TRIAGE_DB_NAME"] = DB_NAME
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if not os.environ.get("REDIS_URL"):
@@ -73,6 +84,10 @@ def prepare(setfit: bool) -> dict[str, str]:
     purge_queues()
     if setfit:
         ensure_setfit_champion()
+    if tag_steps is not None:
+        ensure_tag_champions(min(TAG_STEPS, settings.TRIAGE_TAG_SETFIT_STEPS) if tag_steps < 0 else tag_steps)
+    else:
+        retire_tag_champions()
     return {"DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL, "TRIAGE_DB_NAME": DB_NAME}
 
 
@@ -85,7 +100,7 @@ def ensure_setfit_champion() -> None:
     from mlops.inference.setfit_recipe import SetFitRecipe, train_setfit
     from mlops.inference.setfit_scorer import save_model
     from mlops.models import ModelVersion
-    from mlops.registry import TRAINED_SCORER, promote_version
+    from mlops.registry import TRAINED_SCORER
 
     champion = ModelVersion.objects.champion()
     if champion is not None and champion.scorer == TRAINED_SCORER and champion.files_present():
@@ -99,15 +114,79 @@ def ensure_setfit_champion() -> None:
         model = train_setfit([e.text for e in examples], [e.label for e in examples], base_model=base, recipe=recipe)
         save_model(model, target, texts=[e.text for e in examples], labels=[e.label for e in examples])
         print(f"trained a SetFit model on {len(examples)} demo labels in {time.monotonic() - started:.0f} s")
-    version = ModelVersion.objects.create(
-        scorer=TRAINED_SCORER,
+    serve(target, TRAINED_SCORER, version=f"bench-setfit-{int(time.time())}", what="a SetFit model serving")
+
+
+def serve(target: Path, scorer: str, *, version: str, what: str, **fields) -> None:
+    """The model saved at ``target`` registered and promoted to champion of its task (``fields``: ``task``)."""
+    from django.conf import settings
+
+    from mlops.models import ModelVersion
+    from mlops.registry import promote_version
+
+    row = ModelVersion.objects.create(
+        scorer=scorer,
         model_ref=settings.TRIAGE_EMBEDDER_MODEL,
-        version=f"bench-setfit-{int(time.time())}",
+        version=version,
         status=ModelVersion.Status.CANDIDATE,
         artifact_path=str(target),
         trigger="manual",
+        **fields,
     )
-    promote_version(version, reason="bench_worker_memory: a SetFit model serving")
+    promote_version(row, reason=f"bench_worker_memory: {what}")
+
+
+def ensure_tag_champions(steps: int) -> None:
+    """Each of ``TAG_SETS`` served by a tag model trained with ``steps`` (trained once, reused by later runs)."""
+    from django.conf import settings
+
+    from mlops.inference.encoders import resolve_model_ref
+    from mlops.inference.setfit_tags import save_tag_model, train_tag_setfit
+    from mlops.models import ModelVersion, tag_task
+    from mlops.registry import TAG_TRAINED_SCORER
+    from tags.evaluation import read_labelled
+    from tags.models import TagSet
+    from tags.scoring import TagSetSpec
+
+    for slug in TAG_SETS:
+        target = WORK_DIR / f"setfit-tags-{slug}-{steps}-steps"
+        champion = ModelVersion.objects.champion(task=tag_task(slug))
+        if champion is not None and champion.artifact_path == str(target) and champion.files_present():
+            continue
+        spec = TagSetSpec.from_row(TagSet.objects.scorable().get(slug=slug))
+        labels = [t.slug for t in spec.tags]
+        if not (target / "triage_tags.json").exists():  # save_tag_model writes the directory all at once
+            data = read_labelled(TAG_TRAINING_SET, spec)
+            started = time.monotonic()
+            model = train_tag_setfit(
+                data.texts,
+                data.y,
+                labels=labels,
+                multi_label=not spec.single_label,
+                base_model=resolve_model_ref(settings.TRIAGE_EMBEDDER_MODEL),
+                steps=steps,
+            )
+            save_tag_model(model, target, labels=labels, multi_label=not spec.single_label, meta={"tag_set": slug})
+            seconds = time.monotonic() - started
+            print(f"trained a tag SetFit model for {slug} on {len(data.texts)} tickets in {seconds:.0f} s")
+        version = f"bench-tags-{slug}-{int(time.time())}"
+        serve(target, TAG_TRAINED_SCORER, version=version, what=f"a tag model serving {slug}", task=tag_task(slug))
+
+
+def retire_tag_champions() -> None:
+    """No tag set served by a trained model: the zero-shot tag scorer tags every set."""
+    from mlops.models import ModelVersion, tag_task
+
+    ModelVersion.objects.filter(
+        task__in=[tag_task(slug) for slug in TAG_SETS], status=ModelVersion.Status.CHAMPION
+    ).update(status=ModelVersion.Status.RETIRED)
+
+
+def serving_tag_models() -> list[str]:
+    from mlops.models import ModelVersion
+
+    champions = ModelVersion.objects.filter(status=ModelVersion.Status.CHAMPION, task__startswith="tags:")
+    return sorted(f"{v.task} {v.scorer} ({v.version})" for v in champions)
 
 
 def route_demo_tickets(n: int, timeout: float) -> float:
@@ -219,13 +298,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tickets", type=int, default=4, help="tickets routed before measuring")
     parser.add_argument("--no-setfit", action="store_true", help="the zero-shot ensemble only")
+    parser.add_argument(
+        "--no-tag-models", action="store_true", help="no tag set served by a trained model (zero-shot tags only)"
+    )
+    parser.add_argument(
+        "--tag-steps",
+        type=int,
+        default=-1,
+        help=f"tag models' fine-tuning steps (default: the product's, at most {TAG_STEPS})",
+    )
     parser.add_argument("--skip-previous", action="store_true", help="do not also measure the previous layout")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the tickets")
     parser.add_argument("--out", default=str(HERE / "results" / "bench_worker_memory.json"))
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    env = prepare(setfit=not args.no_setfit)
+    env = prepare(setfit=not args.no_setfit, tag_steps=None if args.no_tag_models else args.tag_steps)
     from mlops.models import ModelVersion
 
     champion = ModelVersion.objects.champion()
@@ -239,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "parent and its forked child counted in both); pss_mb_total: proportional set size from "
         "/proc/<pid>/smaps_rollup (shared pages divided among their processes)",
         "serving": serving,
+        "serving_tag_models": serving_tag_models(),
         "current": current,
     }
     if not args.skip_previous:

@@ -319,9 +319,11 @@ TRIAGE_RETRAIN_HOLDOUT = env_float("TRIAGE_RETRAIN_HOLDOUT", 0.25, lo=0.05, hi=0
 TRIAGE_RETRAIN_CHECK_SECONDS = env_int("TRIAGE_RETRAIN_CHECK_SECONDS", 600, minimum=5)
 # A tag set's SetFit head (learning.tag_retraining) is trained once each of its tags has MIN_LABELS_PER_TAG
 # agents' labels saying it fits and MIN_NEW_LABELS tag labels arrived since the set's last training;
-# TAG_SETFIT_STEPS bounds its contrastive steps. Promotion: the same margin as routing.
+# TAG_SETFIT_STEPS: 0 fits the head alone on the embedder the worker already holds (no body of its own in
+# memory: mlops/inference/setfit_tags.py); more fine-tunes a copy of the body for that many contrastive steps.
+# Promotion: the same margin as routing.
 TRIAGE_TAG_MIN_LABELS_PER_TAG = env_int("TRIAGE_TAG_MIN_LABELS_PER_TAG", 8, minimum=3)
-TRIAGE_TAG_SETFIT_STEPS = env_int("TRIAGE_TAG_SETFIT_STEPS", 40, minimum=1)
+TRIAGE_TAG_SETFIT_STEPS = env_int("TRIAGE_TAG_SETFIT_STEPS", 0, minimum=0)
 TRIAGE_TRAINING_STALE_SECONDS = env_int("TRIAGE_TRAINING_STALE_SECONDS", 900, minimum=30)
 # Training's own bound: a run is killed after this long. A run whose worker died stops beating and is
 # failed by the beat check (every TRIAGE_RETRAIN_CHECK_SECONDS) once its heartbeat is older than

@@ -4,7 +4,8 @@ retraining job's own code (``mlops.inference.setfit_tags``, ``learning.tag_retra
 
     .venv/bin/python eval_data/tags/setfit_heads.py --json eval_data/tags/results/setfit_heads.json
 
-Needs the packaged models only (no database). Steps: ``TRIAGE_TAG_SETFIT_STEPS`` (40), as the job.
+Needs the packaged models only (no database). Steps: ``TRIAGE_TAG_SETFIT_STEPS``, as the job (0 since the head
+shares the worker's embedder; the results JSON records the steps each row ran with, 40 before).
 """
 
 from __future__ import annotations

@@ -130,6 +130,55 @@ def test_a_single_label_set_gets_the_normal_head_and_is_rejected_unless_it_wins_
 
 
 @pytest.mark.django_db
+def test_with_no_fine_tuning_the_head_serves_on_the_workers_embedder_without_a_body_of_its_own(
+    tag_training, agent_alice, caplog
+):
+    """``TRIAGE_TAG_SETFIT_STEPS=0``: the head is fitted on the packaged embedder's embeddings, saved without a
+    body, and a worker scores with its one embedder, the one routing uses (no second MiniLM per tag set)."""
+    import json
+
+    from mlops.inference import setfit_tags
+    from mlops.inference.encoders import get_embedder
+    from mlops.text import clean_ask
+    from tags.models import TagSet
+    from tags.scoring import warm_tag_scorers
+
+    tag_training.TRIAGE_TAG_SETFIT_STEPS = 0
+    label_urgency(agent_alice)
+    urgency = TagSet.objects.get(slug="urgency")
+    version = request_tag_training(urgency, trigger="manual", enqueue=False)
+    ModelVersion.objects.filter(pk=version.pk).update(config={**version.config, "promotion_margin": -1.0})
+    assert train_tag_model_task.run(version.pk) == "champion"
+    version.refresh_from_db()
+    saved = sorted(p.name for p in Path(version.artifact_path).iterdir())
+    assert saved == ["model_head.pkl", "triage_tags.json"]  # no body, no tokenizer: a head of a few KB
+    meta = json.loads((Path(version.artifact_path) / "triage_tags.json").read_text())
+    assert meta["body"] == "embedder" and meta["embedder_version"] == get_embedder().version
+    assert version.training_run.progress["phase"] == "head" and "body_total_steps" not in version.training_run.progress
+
+    setfit_tags._CACHE.clear()
+    warm_tag_scorers()
+    (loaded,) = setfit_tags._CACHE.values()
+    assert loaded.shares_embedder and loaded.model.embedder is get_embedder()
+    assert type(loaded.head).__name__ == "LogisticRegressionCV" and loaded.labels == ["high", "low"]
+    ticket = Ticket.objects.create(subject="Down", body="Your whole site is down and nothing loads")
+    predictions = [p for p in score_tags([ticket])[ticket.pk] if p.tag.tag_set_id == urgency.pk]
+    assert {p.scorer for p in predictions} == {"setfit"} and {p.model_version_id for p in predictions} == {version.pk}
+    # Written out: the head's probabilities on the embedder's embedding of the ticket's ask.
+    expected = loaded.head.predict_proba(get_embedder().encode([clean_ask(ticket.text)]))[0]
+    assert {p.tag.slug: p.probability for p in predictions} == pytest.approx(
+        dict(zip(["high", "low"], expected, strict=True))
+    )
+
+    # A head fitted on another embedder's vectors means nothing on this one: not served, zero-shot tags the set.
+    (Path(version.artifact_path) / "triage_tags.json").write_text(json.dumps({**meta, "embedder_version": "other@1"}))
+    setfit_tags._CACHE.clear()
+    other = Ticket.objects.create(subject="Down", body="Nothing loads")
+    scorers = {p.scorer for p in score_tags([other])[other.pk] if p.tag.tag_set_id == urgency.pk}
+    assert scorers == {"embedding"} and "was fitted on the embeddings of other@1" in caplog.text
+
+
+@pytest.mark.django_db
 def test_too_few_labels_fail_the_run_with_the_reason_and_nothing_serves(tag_training, agent_alice):
     from tags.models import TagSet
 
@@ -208,3 +257,21 @@ def test_with_no_champion_the_zero_shot_side_is_read_at_thresholds_fitted_on_the
     at_saved = tag_scores(y, known, predicted_sets(probs[holdout], False, [1.0, 1.0]), data.labels, False)
     assert at_saved["macro_f1"] == 0.0  # what the comparison read before: a challenger beat "never set"
     assert fair["macro_f1"] > 0.0
+
+
+def test_a_multi_label_head_on_the_shared_embedder_is_one_vs_rest_class_balanced_and_saved_without_a_body(tmp_path):
+    import numpy as np
+
+    from mlops.inference.setfit_tags import TagSetFitModel, save_tag_model, train_tag_setfit
+    from tests.retraining.builders import OTHER, OUTAGE, SECURITY
+
+    texts = OUTAGE + SECURITY + OTHER
+    targets = [[1, 0]] * len(OUTAGE) + [[0, 1]] * len(SECURITY) + [[0, 0]] * len(OTHER)
+    model = train_tag_setfit(texts, targets, labels=["outage", "security"], multi_label=True, base_model="", steps=0)
+    path = save_tag_model(model, tmp_path / "m", labels=["outage", "security"], multi_label=True, meta={})
+    assert sorted(p.name for p in path.iterdir()) == ["model_head.pkl", "triage_tags.json"]
+    loaded = TagSetFitModel(path)
+    assert type(loaded.head).__name__ == "OneVsRestClassifier" and loaded.head.estimator.class_weight == "balanced"
+    probs = loaded.probabilities([OUTAGE[0], SECURITY[0], OTHER[0]])
+    assert probs.shape == (3, 2) and not np.allclose(probs.sum(axis=1), 1.0)  # each tag on its own
+    assert probs[0, 0] > 0.5 > probs[0, 1] and probs[1, 1] > 0.5 > probs[1, 0]  # its own training tickets
