@@ -144,7 +144,16 @@ def head_estimator(y: np.ndarray, multi_label: bool, seed: int = 0) -> Any:
     columns = y if multi_label else np.eye(y.shape[1], dtype=np.int64)[y.argmax(axis=1)]
     smallest = int(min(columns.sum(axis=0).min(), (1 - columns).sum(axis=0).min()))
     cv = max(2, min(5, smallest))  # stratified folds: each needs a ticket of every class
-    kwargs = {"cv": cv, "scoring": "neg_log_loss", "max_iter": 1000, "random_state": seed}
+    # l2 only (``l1_ratios=(0.0,)``) and the simplified fitted attributes: what scikit-learn 1.10 makes the
+    # default, said explicitly so that every training run does not log two FutureWarnings per head.
+    kwargs = {
+        "cv": cv,
+        "scoring": "neg_log_loss",
+        "max_iter": 1000,
+        "random_state": seed,
+        "l1_ratios": (0.0,),
+        "use_legacy_attributes": False,
+    }
     if multi_label:  # balanced for the reason given in train_tag_setfit
         return OneVsRestClassifier(LogisticRegressionCV(class_weight="balanced", **kwargs))
     return LogisticRegressionCV(**kwargs)
