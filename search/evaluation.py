@@ -121,6 +121,20 @@ def load_feedback(path: Path) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def refuse_marks_on_queries(marks: list[tuple[str, str, bool]], queries: Mapping[str, str], path: Path | None) -> None:
+    """A mark on a ticket that is also an evaluated query leaks its answer: the feedback stage finds the
+    query's own learned question and scores ~1.0 on it. Marks must come from tickets outside the queries
+    (as a deployment's marks come from past tickets), so such a file is refused, with the first overlaps."""
+    asked = {" ".join(text.split()).lower() for text in queries.values()}
+    leaked = [text for text, _article, _helpful in marks if " ".join(text.split()).lower() in asked]
+    if leaked:
+        shown = "; ".join(repr(text[:60]) for text in leaked[:3])
+        raise EvaluationInputError(
+            f"{path}: {len(leaked)} mark(s) are on tickets that are also evaluated queries ({shown}); "
+            "marks must come from tickets outside the queries, or the feedback stage reads their answers"
+        )
+
+
 # --- A knowledge base that exists only for the evaluation --------------------------------------
 
 
@@ -303,6 +317,7 @@ def features_for_files(
     queries: Mapping[str, str],
     *,
     feedback: Path | None = None,
+    marks_on_queries: bool = False,
     rerank_depth: int | None = None,
     dense_n: int | None = None,
     lexical_n: int | None = None,
@@ -317,6 +332,8 @@ def features_for_files(
 
     rows = load_kb(kb_path)
     marks_in_file = load_feedback(feedback) if feedback is not None else []
+    if not marks_on_queries:
+        refuse_marks_on_queries(marks_in_file, queries, feedback)
     embedder = get_embedder()
     cross_encoder = get_cross_encoder()
     if cache is not None:

@@ -155,6 +155,11 @@ def test_a_feedback_file_adds_the_feedback_stage_and_final_uses_the_learned_ques
         ("text\tarticle\n", "header text<TAB>article_id<TAB>helpful"),
         ("text\tarticle_id\thelpful\nsome ticket\tkb-refund\tyes\n", "helpful must be 1 or 0"),
         ("text\tarticle_id\thelpful\nsome ticket\tkb-nowhere\t1\n", "'kb-nowhere' is not in the KB"),
+        # A query's own ticket marked: its answer would leak into the feedback stage (spacing and case aside).
+        (
+            "text\tarticle_id\thelpful\nForgot my password,  reset email missing\tkb-password\t1\n",
+            r"1 mark\(s\) are on tickets that are also evaluated queries \('Forgot my password",
+        ),
     ):
         bad.write_text(content)
         with pytest.raises(CommandError, match=error):

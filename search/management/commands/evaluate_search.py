@@ -30,6 +30,12 @@ class Command(DatabaseCommand):
             "of the KB, adds the stage 'feedback', and final is the policy a deployment would serve after "
             "fitting on these marks (guarded on marks held out of the fit)",
         )
+        parser.add_argument(
+            "--allow-marks-on-queries",
+            action="store_true",
+            help="accept marks on tickets that are also queries (refused by default: the feedback stage would "
+            "read their answers); only for --save-features runs whose reader leaves each query's own marks out",
+        )
         parser.add_argument("--save-features", type=Path, help="write every query's stage scores as JSON here")
         parser.add_argument("--json", dest="json_out", type=Path, help="write the metrics as JSON here")
         parser.add_argument("--weights", type=Path, help="fusion weights JSON (default: the ones the app serves)")
@@ -53,6 +59,7 @@ class Command(DatabaseCommand):
         queries,
         qrels,
         feedback,
+        allow_marks_on_queries,
         save_features,
         json_out,
         weights,
@@ -106,6 +113,7 @@ class Command(DatabaseCommand):
                 kb,
                 query_texts,
                 feedback=feedback,
+                marks_on_queries=allow_marks_on_queries,
                 rerank_depth=rerank_depth,
                 dense_n=dense_n,
                 lexical_n=lexical_n,

@@ -9,7 +9,8 @@ marks. Features first (reranker off, as served here), e.g. for Parcelwise:
     SEARCH_RERANK=off python manage.py evaluate_search --kb eval_data/parcelwise/articles.jsonl \
       --queries eval_data/parcelwise/search_dev_queries.tsv --qrels eval_data/parcelwise/search_dev_qrels.tsv \
       --feedback eval_data/parcelwise/feedback.tsv --save-features .data/learned_questions/pw_dev.feat.json
-    # subj_dev / demo_dev: demo_subject_dev_* / demo_dev_* with search/eval_data/demo_feedback.tsv;
+    # subj_dev / demo_dev: demo_subject_dev_* / demo_dev_* with search/eval_data/demo_feedback.tsv
+    #   (demo dev: add --allow-marks-on-queries; its queries are the marked tickets, left out below);
     # bank_dev: bank_kb.jsonl, bank_dev_*, bank_feedback.tsv
     python prepare.py pw subj demo bank
     python variants.py pw,subj,demo,bank '[{}, {"mode": "centroid_r"}]'
