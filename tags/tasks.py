@@ -19,7 +19,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, transaction
 
-from triage.work import MAX_RETRIES, claim_token, finish_work, hold_work, register_work, release_batch, run_batch
+from triage.work import MAX_RETRIES, claim_token, finish_batch, hold_work, register_work, release_batch, run_batch
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ def tag_tickets(ticket_ids: Sequence[int], token: str) -> int:
     ids = list(ticket_ids)
     try:
         stored = _score(ids)
-        with transaction.atomic():
-            for ticket_id in ids:
-                finish_work(ticket_id, TAG, claim=token)
-            _tagged(ids, token)
+        finish_batch(TAG, ids, token, _tagged)
     except BaseException:
         try:
             release_batch(TAG, ids, token)

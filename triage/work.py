@@ -211,6 +211,18 @@ def finish_work(ticket_id: int, kind: str, *, error: str = "", claim: str | None
     return bool(jobs.update(done_at=timezone.now(), error=error[:2000], claim="", claimed_until=None))
 
 
+def finish_batch(
+    kind: str, ticket_ids: list[int], claim: str, finishing: Callable[[list[int], str], object] | None = None
+) -> None:
+    """Mark the jobs ``claim`` holds done, in one transaction with ``finishing(ticket_ids, claim)`` (what
+    must follow them is recorded with them, or neither is)."""
+    with transaction.atomic():
+        for ticket_id in ticket_ids:
+            finish_work(ticket_id, kind, claim=claim)
+        if finishing is not None and ticket_ids:
+            finishing(ticket_ids, claim)
+
+
 # --- Claiming batches ------------------------------------------------------------------------------
 def claim_token(task_id: str | None) -> str:
     """The claim of a task run: its Celery id, which a redelivered message keeps (eager runs get one)."""
@@ -388,11 +400,7 @@ def run_batch(
                 logger.exception("a batch of %d tickets failed %s; each alone", len(run.ticket_ids), work.label)
                 _each_alone(work, run.ticket_ids, token, process, run)
         finished = [pk for pk in run.ticket_ids if pk not in run.failed or work.give_up is not None]
-        with transaction.atomic():
-            for pk in finished:
-                finish_work(pk, kind, claim=token)
-            if finishing is not None and finished:
-                finishing(finished, token)
+        finish_batch(kind, finished, token, finishing)
     except TRANSIENT_ERRORS as exc:
         last = task.request.retries >= task.max_retries
         if last and work.give_up is not None:
