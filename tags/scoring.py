@@ -38,6 +38,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 POOLED_CALIBRATIONS = Path(__file__).resolve().parent / "demo_data" / "pooled_calibrations.json"
+DEMO_TAG_SETS = Path(__file__).resolve().parent / "demo_data" / "tag_sets.json"
 OFFLINE = ("embedding", "cross-encoder", "ensemble")
 
 
@@ -94,6 +95,14 @@ class TagSetSpec:
             for t in sorted(raw["tags"], key=lambda t: t["slug"])
         )
         return cls(raw["slug"], raw["kind"], raw["method"], tags)
+
+    @classmethod
+    def demo(cls, slug: str, *, shipped: bool = True) -> TagSetSpec:
+        """The demo's tag set ``slug`` from ``DEMO_TAG_SETS`` (``from_seed``); for the evaluation scripts."""
+        for raw in json.loads(DEMO_TAG_SETS.read_text()):
+            if raw["slug"] == slug:
+                return cls.from_seed(raw, shipped=shipped)
+        raise KeyError(f"no tag set {slug!r} in {DEMO_TAG_SETS}")
 
 
 @dataclass

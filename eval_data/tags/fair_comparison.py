@@ -38,8 +38,7 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
 
-    demo = {s["slug"]: s for s in json.loads((ROOT / "tags/demo_data/tag_sets.json").read_text())}
-    spec = TagSetSpec.from_seed(demo[args.tagset])
+    spec = TagSetSpec.demo(args.tagset)
     if spec.single_label:
         raise SystemExit("a single-label set is compared on each side's best tag: no threshold to fit")
     labels = [t.slug for t in spec.tags]

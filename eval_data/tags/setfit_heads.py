@@ -45,12 +45,11 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
 
-    demo = {s["slug"]: s for s in json.loads((ROOT / "tags/demo_data/tag_sets.json").read_text())}
     base = resolve_model_ref(settings.TRIAGE_EMBEDDER_MODEL)
     zero_shot = get_scorer(args.scorer)
     results = []
     for set_slug in args.tagsets.split(","):
-        spec = TagSetSpec.from_seed(demo[set_slug])
+        spec = TagSetSpec.demo(set_slug)
         single = spec.single_label
         labels = [t.slug for t in spec.tags]
         dev = read_labelled(HERE / "dev.jsonl", spec)

@@ -62,11 +62,10 @@ def main() -> None:
     dev_path = HERE / "dev.jsonl"
     ids = [json.loads(line)["id"] for line in dev_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     fold = np.array([fold_of(i, args.folds) for i in ids])
-    demo = {s["slug"]: s for s in json.loads((ROOT / "tags/demo_data/tag_sets.json").read_text())}
     base = resolve_model_ref(settings.TRIAGE_EMBEDDER_MODEL)
     results = []
     for set_slug in args.tagsets.split(","):
-        spec = TagSetSpec.from_seed(demo[set_slug])
+        spec = TagSetSpec.demo(set_slug)
         single = spec.single_label
         labels = [t.slug for t in spec.tags]
         dev = read_labelled(dev_path, spec)

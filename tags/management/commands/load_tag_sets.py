@@ -9,9 +9,8 @@ from django.db import transaction
 
 from config.commands import DatabaseCommand
 from tags.models import TagSet
+from tags.scoring import DEMO_TAG_SETS
 from tags.services import add_tag, create_tag_set, set_tag_calibration
-
-DEMO_TAG_SETS = Path(__file__).resolve().parents[2] / "demo_data" / "tag_sets.json"
 
 
 class Command(DatabaseCommand):
